@@ -1,0 +1,102 @@
+"""The index: typed SQLAlchemy 2 models (schema versioned by Alembic in ``migrations/``).
+
+Patient → Study → Series → Instance, holding what C-FIND needs at every level, plus the
+facts about each stored file (path, size, checksum, transfer syntax, who sent it, when).
+Text is stored decoded (Unicode); UIDs, dates (YYYYMMDD) and times (HHMMSS.FFFFFF) as the
+DICOM strings, so range matching is a string comparison in SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+UID = String(64)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("patient_id", "issuer_of_patient_id", name="uq_patient_identity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_name: Mapped[str] = mapped_column(String(324), default="", index=True)
+    patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
+    patient_sex: Mapped[str] = mapped_column(String(16), default="")
+
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_fk: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    study_date: Mapped[str] = mapped_column(String(8), default="", index=True)
+    study_time: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str] = mapped_column(String(16), default="", index=True)
+    study_id: Mapped[str] = mapped_column(String(16), default="")
+    study_description: Mapped[str] = mapped_column(String(64), default="")
+    referring_physician_name: Mapped[str] = mapped_column(String(324), default="")
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    modality: Mapped[str] = mapped_column(String(16), default="", index=True)
+    series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    series_description: Mapped[str] = mapped_column(String(64), default="")
+    body_part_examined: Mapped[str] = mapped_column(String(16), default="")
+    protocol_name: Mapped[str] = mapped_column(String(64), default="")
+    series_date: Mapped[str] = mapped_column(String(8), default="")
+    series_time: Mapped[str] = mapped_column(String(16), default="")
+    frame_of_reference_uid: Mapped[str] = mapped_column(UID, default="")
+    #: Last time an instance of this series arrived (drives "series stable" completion).
+    last_received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_concatenation", "concatenation_uid", "in_concatenation_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(UID, index=True)
+    transfer_syntax_uid: Mapped[str] = mapped_column(UID)
+    instance_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image_type: Mapped[str] = mapped_column(String(256), default="")  # backslash-joined values
+    number_of_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concatenation_uid: Mapped[str] = mapped_column(UID, default="")
+    in_concatenation_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    in_concatenation_total_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concatenation_frame_offset_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_date: Mapped[str] = mapped_column(String(8), default="")
+    content_time: Mapped[str] = mapped_column(String(16), default="")
+    specific_character_set: Mapped[str] = mapped_column(String(128), default="")
+    #: File path relative to the data folder.
+    path: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    #: SHA-256 of the stored file (hex), computed while it was written.
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    calling_ae: Mapped[str] = mapped_column(String(16), default="")
+
+    series: Mapped[Series] = relationship(back_populates="instances")

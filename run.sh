@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# perfnode: one script to set everything up and then serve, test or run any perfnode command.
+#   ./run.sh serve [perfnode serve options]   set up, then start the node (SQLite + ./perfnode-data)
+#   ./run.sh test  [pytest options]           set up, then run the whole test suite
+#   ./run.sh setup                            only set up
+#   ./run.sh bench NAME                       set up, then run benchmarks/NAME.py
+#   ./run.sh ANY perfnode ARGS                set up, then `perfnode ANY ...`
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="${PERFNODE_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+need_apt=()
+command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v dciodvfy >/dev/null 2>&1 || need_apt+=(dicom3tools)
+if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
+  # PostgreSQL server binaries for the PostgreSQL tests (started by the tests themselves).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  # Headless Chromium for the report screenshot test.
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "run.sh: installing Debian packages: ${need_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2 \
+    || echo "run.sh: could not install ${need_apt[*]}; tests needing them will skip" >&2
+fi
+
+stamp="$VENV/.perfnode-installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "run.sh: creating virtual environment in $VENV" >&2
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >&2
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "run.sh: installing perfnode and its dependencies" >&2
+  "$VENV/bin/pip" install -q -e ".[test,postgres,bench]" >&2
+  touch "$stamp"
+fi
+
+cmd="${1:-serve}"; [ $# -gt 0 ] && shift
+case "$cmd" in
+  setup) echo "run.sh: ready ($VENV)" ;;
+  serve) exec "$VENV/bin/perfnode" serve "$@" ;;
+  test)
+    "$VENV/bin/ruff" check perfnode tests benchmarks
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  bench) name="$1"; shift; exec "$VENV/bin/python" "benchmarks/$name.py" "$@" ;;
+  *) exec "$VENV/bin/perfnode" "$cmd" "$@" ;;
+esac

@@ -1,0 +1,32 @@
+"""Shared fixtures: a running node on a free port with a temporary data folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.nodes import Node, free_port
+
+
+@pytest.fixture
+def node_factory(tmp_path) -> Iterator:
+    """Start nodes: ``node_factory(extra_args=[...], database=URL, name="a")``; stopped afterwards."""
+    started: list[Node] = []
+
+    def make(extra_args: list[str] | None = None, database: str | None = None, name: str = "node",
+             ae_title: str = "PERFNODE") -> Node:
+        n = Node(data=tmp_path / name, port=free_port(), ae_title=ae_title, database=database,
+                 extra=list(extra_args or []))
+        started.append(n.start())
+        return n
+
+    yield make
+    for n in started:
+        n.stop()
+
+
+@pytest.fixture
+def node(node_factory) -> Node:
+    """One running ``perfnode serve`` (SQLite + temporary folder)."""
+    return node_factory()

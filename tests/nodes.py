@@ -1,0 +1,102 @@
+"""Helpers to run real processes in tests: a ``perfnode serve`` node, DCMTK tools, free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def need(tool: str) -> str:
+    """Path of a command-line tool, or skip the test (the set-up installs DCMTK and dicom3tools)."""
+    path = shutil.which(tool)
+    if not path:
+        pytest.skip(f"{tool} not installed (./run.sh setup installs it)")
+    return path
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+
+
+@dataclass
+class Node:
+    """A running ``perfnode serve`` subprocess."""
+
+    data: Path
+    port: int
+    ae_title: str = "PERFNODE"
+    database: str | None = None
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{(self.data / 'index.sqlite').resolve()}"
+
+    def start(self) -> Node:
+        cmd = [sys.executable, "-m", "perfnode.cli", "serve", "--ae-title", self.ae_title,
+               "--port", str(self.port), "--data", str(self.data)]
+        if self.database:
+            cmd += ["--database", self.database]
+        cmd += self.extra
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.log = self.data.parent / f"{self.data.name}-{self.port}.log"
+        logf = open(self.log, "ab")  # noqa: SIM115 - handed to the child process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        logf.close()
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> Node:
+        self.stop()
+        return self.start()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
+
+
+def run(cmd: list[str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a command, capture its output as text."""
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd[0]} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
