@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from perfnode.archive.db import Database
@@ -15,3 +17,6 @@ class NodeContext:
     db: Database
     #: ``perfnode.archive.storage.Storage`` (files under ``settings.data``).
     storage: Any
+    #: Called after an instance is durably stored and acknowledged, off the network thread:
+    #: ``hook(ctx, instance_row_id, absolute_file_path)``. Errors are logged, never fatal.
+    after_store: list[Callable[[NodeContext, int, Path], None]] = field(default_factory=list)
