@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UID = String(64)
@@ -100,3 +100,47 @@ class Instance(Base):
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
 
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+# --- pipeline: jobs and the sent-log (migration 0004_jobs) -------------------------------
+
+
+class Job(Base):
+    """One analysis of one series: queued → running → done | failed (with the error)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("series_instance_uid", "analysis", name="uq_job_series_analysis"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    #: Technique analysed: dsc, dce, ctp, asl, ivim.
+    analysis: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    calling_ae: Mapped[str] = mapped_column(String(16), default="")
+    #: Destination AE titles, comma-separated.
+    destinations: Mapped[str] = mapped_column(String(512), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    output_series_uid: Mapped[str] = mapped_column(UID, default="")
+    #: Folder (relative to the data folder) holding the job's outputs and report.
+    output_dir: Mapped[str] = mapped_column(String(512), default="")
+
+    sent: Mapped[list[SentObject]] = relationship(back_populates="job")
+
+
+class SentObject(Base):
+    """An output instance delivered to a destination (so a resumed job sends nothing twice)."""
+
+    __tablename__ = "sent_objects"
+    __table_args__ = (UniqueConstraint("job_fk", "sop_instance_uid", "destination", name="uq_sent_once"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_fk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID)
+    destination: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[datetime] = mapped_column(DateTime)
+
+    job: Mapped[Job] = relationship(back_populates="sent")
