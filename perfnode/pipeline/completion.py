@@ -1,0 +1,70 @@
+"""When is a series complete enough to analyse?
+
+* every part of each concatenation present (In-Concatenation Number 1..total), or
+* a single multi-frame instance that is not a concatenation (it carries the whole grid), or
+* for series that give no such signal, no instance arrived for ``stable_s`` seconds.
+
+Series that already have a job (any state, including ``skipped``) are never offered again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import exists, select
+
+from perfnode.archive.db import Database
+from perfnode.archive.models import Instance, Job, Series
+from perfnode.pipeline.jobs import now
+
+
+def _concatenations_complete(rows: list[tuple[str, int | None, int | None]]) -> bool | None:
+    """``True``/``False`` for a series made of concatenations, ``None`` when it has none."""
+    parts: dict[str, set[int]] = {}
+    totals: dict[str, int] = {}
+    for uid, number, total in rows:
+        if not uid:
+            return None
+        parts.setdefault(uid, set()).add(number or 0)
+        totals[uid] = max(totals.get(uid, 0), total or 0)
+    if not parts:
+        return None
+    return all(totals[u] > 0 and parts[u] >= set(range(1, totals[u] + 1)) for u in parts)
+
+
+def ready_series(db: Database, stable_s: float) -> list[tuple[str, str]]:
+    """(series UID, reason) for series without a job that are complete or stable."""
+    cutoff = now() - timedelta(seconds=stable_s)
+    no_job = ~exists().where(Job.series_instance_uid == Series.series_instance_uid)
+    out: list[tuple[str, str]] = []
+    with db.session() as s:
+        candidates = s.execute(
+            select(Series.id, Series.series_instance_uid, Series.last_received_at)
+            .where(no_job, Series.last_received_at.is_not(None))
+        ).all()
+        for series_id, uid, last in candidates:
+            rows = s.execute(
+                select(Instance.concatenation_uid, Instance.in_concatenation_number,
+                       Instance.in_concatenation_total_number, Instance.number_of_frames)
+                .where(Instance.series_fk == series_id)
+            ).all()
+            concat = _concatenations_complete([(r[0], r[1], r[2]) for r in rows])
+            if concat:
+                out.append((uid, "all concatenation parts present"))
+            elif concat is None and len(rows) == 1 and (rows[0][3] or 1) > 1:
+                out.append((uid, "one multi-frame instance"))
+            elif last <= cutoff:
+                out.append((uid, f"no new instance for {stable_s:g} s"))
+    return out
+
+
+def series_files(db: Database, series_uid: str) -> tuple[list[str], str]:
+    """Relative paths of a series' instances (by Instance Number) and the latest calling AE."""
+    with db.session() as s:
+        rows = s.execute(
+            select(Instance.path, Instance.calling_ae)
+            .join(Series, Instance.series_fk == Series.id)
+            .where(Series.series_instance_uid == series_uid)
+            .order_by(Instance.instance_number, Instance.id)
+        ).all()
+    return [r[0] for r in rows], (rows[-1][1] if rows else "")

@@ -1,0 +1,53 @@
+"""Send a job's archived outputs to one destination: once each, retrying with backoff while it is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from perfnode.net.client import AssociationFailed, send
+from perfnode.net.context import NodeContext
+from perfnode.pipeline import jobs
+from perfnode.pipeline.settings import PipelineSettings
+
+log = logging.getLogger("perfnode.pipeline")
+
+
+class DeliveryRefused(RuntimeError):
+    """The destination answered C-STORE with a failure status: retrying will not help."""
+
+
+def deliver(ctx: NodeContext, job_id: int, destination: str, archived: list[tuple[str, Path]],
+            cfg: PipelineSettings, stopping: threading.Event) -> None:
+    """C-STORE each (SOP Instance UID, file) not yet in the sent-log for ``destination``.
+
+    An unreachable destination is retried with exponential backoff (``retry_initial_s`` doubling up
+    to ``retry_max_s``) until it answers, ``stopping`` is set, or ``retry_give_up_s`` passes.
+    """
+    peer = ctx.settings.peer(destination)
+    by_path = {str(p): uid for uid, p in archived}
+    delay, started = cfg.retry_initial_s, time.monotonic()
+
+    def sent(path: Path) -> None:
+        jobs.record_sent(ctx.db, job_id, by_path[str(path)], destination)
+
+    while not stopping.is_set():
+        done = jobs.already_sent(ctx.db, job_id, destination)
+        todo = [p for uid, p in archived if uid not in done]
+        if not todo:
+            return
+        try:
+            result = send(todo, peer, ctx.settings, progress=False, on_sent=sent)
+        except (AssociationFailed, OSError) as exc:
+            if cfg.retry_give_up_s and time.monotonic() - started > cfg.retry_give_up_s:
+                raise RuntimeError(f"{destination} unreachable for {cfg.retry_give_up_s:g} s: {exc}") from exc
+            log.warning("job %d: %s not reachable (%s); retrying in %.0f s", job_id, destination, exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2, cfg.retry_max_s)
+            continue
+        if result.failed:
+            path, status, comment = result.failed[0]
+            raise DeliveryRefused(f"{destination} refused {Path(path).name}: status 0x{status & 0xFFFF:04X} "
+                                  f"{comment}".strip())

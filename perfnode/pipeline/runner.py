@@ -1,0 +1,157 @@
+"""The pipeline supervisor: series completion → durable jobs → analysis processes → archive → destinations.
+
+It runs as a background service of ``perfnode serve`` (:func:`start`). Analysis runs in separate
+worker processes (``spawn``), so fitting never holds the GIL of the network threads. Every hand-over
+is a committed row or file: a node killed at any point re-queues its running jobs at start-up,
+re-runs them with the same deterministic output UIDs, keeps the outputs already archived, and
+sends each output to each destination once (the sent-log).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+from pydicom import dcmread
+
+from perfnode.net.context import NodeContext
+from perfnode.pipeline import jobs
+from perfnode.pipeline.analysis import AnalysisRequest, run_analysis
+from perfnode.pipeline.archiving import archive_outputs
+from perfnode.pipeline.completion import ready_series, series_files
+from perfnode.pipeline.deliver import deliver
+from perfnode.pipeline.settings import PipelineSettings
+from perfnode.pipeline.technique import choose
+
+log = logging.getLogger("perfnode.pipeline")
+
+
+class Supervisor:
+    """Polls the index for complete series and runs their jobs; one per node."""
+
+    def __init__(self, ctx: NodeContext, settings: PipelineSettings) -> None:
+        self.ctx = ctx
+        self.cfg = settings
+        self.stopping = threading.Event()
+        self.processes = ProcessPoolExecutor(max_workers=settings.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        self.analysing = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="perfnode-job")
+        self.delivering = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perfnode-deliver")
+        self.running: dict[int, Future] = {}
+        self.thread = threading.Thread(target=self._loop, name="perfnode-pipeline", daemon=True)
+
+    def start(self) -> Callable[[], None]:
+        n = jobs.requeue_interrupted(self.ctx.db)
+        if n:
+            log.info("resuming %d job(s) interrupted by a previous stop", n)
+        self.thread.start()
+        return self.stop
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.analysing.shutdown(wait=False, cancel_futures=True)
+        self.delivering.shutdown(wait=False, cancel_futures=True)
+        self.processes.shutdown(wait=False, cancel_futures=True)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._enqueue_ready()
+                self._start_jobs()
+            except Exception:  # the loop must outlive any one bad series
+                log.exception("pipeline loop error")
+            self.stopping.wait(self.cfg.poll_s)
+
+    def _enqueue_ready(self) -> None:
+        db = self.ctx.db
+        for series_uid, reason in ready_series(db, self.cfg.stable_s):
+            files, calling_ae = series_files(db, series_uid)
+            if not files:
+                continue
+            try:
+                header = dcmread(self.ctx.storage.absolute(files[0]), stop_before_pixels=True)
+                technique = choose(header, calling_ae, self.cfg.rules)
+            except Exception as exc:  # unreadable header or bad rule: record, do not retry forever
+                technique, why = None, f"cannot choose an analysis: {exc}"
+            else:
+                why = "not a perfusion/diffusion series perfnode analyses"
+            if technique is None:
+                job = jobs.create_job(db, series_uid, "none", calling_ae)
+                if job:
+                    jobs.finish(db, job.id, "skipped", why)
+                continue
+            dests = self.cfg.destinations_for(calling_ae, self.ctx.settings)
+            job = jobs.create_job(db, series_uid, technique, calling_ae, dests)
+            if job:
+                log.info("job %d: %s analysis of series %s queued (%s)",
+                         job.id, technique, series_uid, reason)
+
+    def _start_jobs(self) -> None:
+        for job_id, fut in list(self.running.items()):
+            if fut.done():
+                del self.running[job_id]
+        while len(self.running) < self.cfg.workers and not self.stopping.is_set():
+            job = jobs.claim_next(self.ctx.db)
+            if job is None:
+                return
+            self.running[job.id] = self.analysing.submit(self._run_job, job)
+
+    def _run_job(self, job) -> None:
+        db, storage = self.ctx.db, self.ctx.storage
+        try:
+            files, _ = series_files(db, job.series_instance_uid)
+            out_dir = Path("jobs") / f"{job.id:06d}"
+            request = AnalysisRequest(
+                files=[str(storage.absolute(f)) for f in files], technique=job.analysis,
+                out_dir=str(storage.absolute(str(out_dir))),
+                uid_seed=f"{job.series_instance_uid}/{job.analysis}", colour=self.cfg.colour)
+            t0 = time.monotonic()
+            result = self.processes.submit(run_analysis, request).result()
+            log.info("job %d: analysis done in %.1f s, %d output object(s)", job.id,
+                     time.monotonic() - t0, len(result.files))
+            archived = archive_outputs(self.ctx, result.files)
+            jobs.set_fields(db, job.id, output_series_uid=result.series_uid, output_dir=str(out_dir))
+        except Exception as exc:
+            log.exception("job %d failed", job.id)
+            jobs.finish(db, job.id, "failed", f"{type(exc).__name__}: {exc}")
+            return
+        self.delivering.submit(self._deliver_job, job, archived)
+
+    def _deliver_job(self, job, archived: list[tuple[str, Path]]) -> None:
+        """Send the archived outputs to every destination (retrying), then mark the job done."""
+        dests = [d for d in job.destinations.split(",") if d]
+        try:
+            for dest in dests:
+                deliver(self.ctx, job.id, dest, archived, self.cfg, self.stopping)
+        except Exception as exc:
+            log.error("job %d: delivery failed: %s", job.id, exc)
+            jobs.finish(self.ctx.db, job.id, "failed", f"delivery: {exc}")
+            return
+        if self.stopping.is_set():
+            return  # left running: re-queued and finished at the next start
+        jobs.finish(self.ctx.db, job.id, "done")
+        log.info("job %d: done (sent to %s)", job.id, ", ".join(dests) or "no destination")
+
+
+def start(ctx: NodeContext) -> Callable[[], None] | None:
+    """Service hook for :mod:`perfnode.net.server`: start the supervisor when enabled."""
+    cfg = PipelineSettings.from_settings(ctx.settings)
+    if not cfg.enabled:
+        return None
+    return Supervisor(ctx, cfg).start()
+
+
+def contexts(settings) -> list:
+    return []  # the pipeline accepts no presentation contexts of its own
+
+
+def handlers(ctx: NodeContext) -> list:
+    return []
