@@ -100,3 +100,8 @@ def run(cmd: list[str], timeout: float = 120, check: bool = False) -> subprocess
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd[0]} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
     return res
+
+
+def perfnode(*args: str) -> list[str]:
+    """The command line of ``perfnode ARGS`` with this interpreter (no PATH needed)."""
+    return [sys.executable, "-m", "perfnode", *args]

@@ -148,10 +148,3 @@ def start(ctx: NodeContext) -> Callable[[], None] | None:
         return None
     return Supervisor(ctx, cfg).start()
 
-
-def contexts(settings) -> list:
-    return []  # the pipeline accepts no presentation contexts of its own
-
-
-def handlers(ctx: NodeContext) -> list:
-    return []

@@ -1,0 +1,244 @@
+"""One analysis of one series, the same for the node's jobs and for ``perfnode maps``.
+
+files → 4-D volume (:mod:`perfnode.dicom.frames`) → technique model (:mod:`perfnode.perfusion`)
+→ PERF and QC findings → Parametric Maps with provenance (:mod:`perfnode.dicom.parametric_map`)
+→ files in ``out_dir/maps`` (+ optional colour renderings and the HTML report in ``out_dir/report``).
+
+:func:`run_analysis` takes and returns plain data so it can run in a worker process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from perfnode.dicom import frames
+from perfnode.dicom.codes import quantity
+from perfnode.dicom.findings import Finding
+from perfnode.dicom.parametric_map import build_parametric_maps
+from perfnode.dicom.perf import check_series as check_perf
+from perfnode.perfusion.asl import AslModel
+from perfnode.perfusion.base import FitResult
+from perfnode.perfusion.ctp import CtpModel
+from perfnode.perfusion.dce import DCEModel
+from perfnode.perfusion.dsc import DscModel
+from perfnode.perfusion.ivim import IVIMModel
+from perfnode.perfusion.signal import spgr_to_concentration
+from perfnode.pipeline.technique import TECHNIQUES, detect
+from perfnode.qc.compliance import check_series
+from perfnode.qc.facts import header_facts
+
+#: Constants used where the header cannot give them (recorded in every map's provenance).
+DEFAULTS: dict[str, float] = {
+    "dce_t10_s": 1.4,  # pre-contrast tissue T1 when no T1 map is given (brain grey matter, 3 T)
+    "dce_relaxivity_per_mM_s": 4.5,  # r1 of gadolinium chelates at 1.5–3 T
+    "dce_hematocrit": 0.42,
+}
+
+
+@dataclass
+class AnalysisRequest:
+    files: list[str]
+    out_dir: str
+    uid_seed: str
+    technique: str | None = None  # None: recognised from the header
+    colour: bool = False
+    report: bool = True
+    protocols: str | None = None  # a site's QC rule folder
+
+
+@dataclass
+class AnalysisResult:
+    files: list[str]
+    series_uid: str
+    technique: str
+    report: str | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    findings: list[dict[str, str]] = field(default_factory=list)
+
+
+class AnalysisError(ValueError):
+    """The series cannot be analysed; the message says why."""
+
+
+def _fact(facts: dict, name: str, default: Any = None) -> Any:
+    f = facts.get(name)
+    return default if f is None or f.value is None else f.value
+
+
+def _fit_dsc(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+    te_ms = _fact(facts, "echo_time_ms")
+    if te_ms is None:
+        raise AnalysisError("(0018,0081) EchoTime / (0018,9082) EffectiveEchoTime missing: DSC needs TE")
+    fit = DscModel(vol.times_s, float(te_ms) / 1000.0).fit(vol.data, time_axis=0)
+    return fit, vol.data
+
+
+def _fit_ctp(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+    return CtpModel(vol.times_s).fit(vol.data, time_axis=0), vol.data
+
+
+def _fit_dce(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+    tr_ms, fa = _fact(facts, "repetition_time_ms"), _fact(facts, "flip_angle_deg")
+    if tr_ms is None or fa is None:
+        raise AnalysisError("(0018,0080) RepetitionTime and (0018,1314) FlipAngle are needed for DCE")
+    mean = np.nanmean(vol.data.reshape(vol.data.shape[0], -1), axis=1)
+    from perfnode.perfusion.baseline import detect_bolus
+
+    base = detect_bolus(mean, skip=1)
+    start, stop = base.frames
+    conc = spgr_to_concentration(vol.data, float(tr_ms) / 1000.0, float(fa), DEFAULTS["dce_t10_s"],
+                                 DEFAULTS["dce_relaxivity_per_mM_s"], baseline=(start, stop), time_axis=0)
+    c = np.moveaxis(conc.maps["concentration_mM"], -1, 0)
+    arrival_s = float(vol.times_s[int(base.arrival[0])])
+    model = DCEModel(vol.times_s, aif="parker", model="extended_tofts",
+                     hematocrit=DEFAULTS["dce_hematocrit"], aif_start_s=arrival_s)
+    fit = model.fit(np.nan_to_num(c), time_axis=0)
+    fit.provenance.update({
+        "t10_s": DEFAULTS["dce_t10_s"], "t10_source": "default (no T1 map given)",
+        "relaxivity_per_mM_s": DEFAULTS["dce_relaxivity_per_mM_s"], "baseline_frames": [start, stop],
+        "aif": "Parker population AIF", "aif_start_s": arrival_s,
+    })
+    return fit, c
+
+
+def _axis(vol: frames.Volume4D, name: str) -> tuple[int, np.ndarray]:
+    names = list(vol.extra_dims)
+    if name not in names:
+        raise AnalysisError(f"the series has no {name} axis (extra axes: {names or 'none'})")
+    return names.index(name), np.asarray(vol.extra_dims[name])
+
+
+def _fit_asl(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+    axis, contexts = _axis(vol, "asl_context")
+    ctx = [str(c).upper() for c in contexts]
+    if "CONTROL" not in ctx or "LABEL" not in ctx:
+        raise AnalysisError(f"(0018,9257) ASLContext: need CONTROL and LABEL frames, found {ctx}")
+    control = np.take(vol.data, ctx.index("CONTROL"), axis=axis)
+    label = np.take(vol.data, ctx.index("LABEL"), axis=axis)
+    while control.ndim > 4:  # further extra axes (e.g. one PLD): take the first
+        control, label = control[0], label[0]
+    if "M0SCAN" in ctx:
+        m0 = np.take(vol.data, ctx.index("M0SCAN"), axis=axis)
+        while m0.ndim > 4:
+            m0 = m0[0]
+        m0 = m0.mean(axis=0)
+    else:
+        raise AnalysisError("(0018,9257) ASLContext: no M0SCAN frames; CBF needs an M0 image")
+    pairs = np.stack([control, label], axis=1).reshape(-1, *control.shape[1:])  # control, label, ...
+    pld_ms = _fact(facts, "post_labelling_delay_ms")
+    tau_ms = _fact(facts, "labelling_duration_ms")
+    kind = str(_fact(facts, "asl_labelling_type", "PCASL")).lower()
+    if pld_ms is None:
+        raise AnalysisError("ASL post-labelling delay missing from the header")
+    labeling = "pasl" if kind == "pasl" else "pcasl"
+    model = AslModel(labeling, pld_s=float(pld_ms) / 1000,
+                     labeling_duration_s=float(tau_ms) / 1000 if tau_ms else None,
+                     bolus_duration_s=float(tau_ms) / 1000 if tau_ms and labeling == "pasl" else None,
+                     field_strength_t=float(_fact(facts, "field_strength_t", 3.0)))
+    return model.fit(pairs, m0, time_axis=0), pairs
+
+
+def _fit_ivim(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+    axis, diff = _axis(vol, "diffusion")
+    data = vol.data
+    while data.ndim > 4 + axis:  # (diffusion, t, z, y, x) → average the other extra axes
+        data = data.mean(axis=axis + 1)
+    data = data.mean(axis=axis + 1) if data.ndim == 5 else data  # the t axis (one time point)
+    b = np.asarray(diff)[:, 0]
+    bvals = np.unique(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # trace-weighted: geometric mean over the directions of each b-value
+        per_b = np.stack([np.exp(np.log(np.clip(data[b == v], 1e-6, None)).mean(axis=0)) for v in bvals])
+    return IVIMModel(bvals, method="segmented").fit(per_b, axis=0), per_b
+
+
+FITTERS: dict[str, Callable[[frames.Volume4D, dict], tuple[FitResult, np.ndarray]]] = {
+    "dsc": _fit_dsc, "ctp": _fit_ctp, "dce": _fit_dce, "asl": _fit_asl, "ivim": _fit_ivim,
+}
+
+
+def encodable(fit: FitResult) -> dict[str, np.ndarray]:
+    """The 3-D maps of a fit that have a quantity in :mod:`perfnode.dicom.codes`."""
+    out: dict[str, np.ndarray] = {}
+    for name, values in fit.maps.items():
+        try:
+            quantity(name)
+        except KeyError:
+            continue
+        if values.ndim == 3:
+            out[name] = values
+    if fit.quality is not None and fit.quality.ndim == 3:
+        out["quality"] = fit.quality
+    return out
+
+
+def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = None) -> AnalysisResult:
+    """Analyse one series; write maps (and report) under ``req.out_dir``."""
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    paths = frames.expand(req.files)
+    headers: list[Dataset] = [dcmread(p, stop_before_pixels=True) for p in paths]
+    technique = req.technique or detect(headers[0])
+    if technique not in TECHNIQUES:
+        raise AnalysisError(f"no perfusion/diffusion analysis recognised for series "
+                            f"{headers[0].get('SeriesInstanceUID', '?')} (technique {technique!r})")
+    say(f"assembling {len(paths)} file(s)")
+    vol = frames.assemble(paths)
+    timings["assemble"] = time.perf_counter() - t0
+    facts = header_facts(headers)
+    say(f"fitting {technique}")
+    t1 = time.perf_counter()
+    fit, curves = FITTERS[technique](vol, facts)
+    timings["fit"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    aif = fit.provenance.get("aif_curve")
+    qc = check_series(headers, technique=technique, protocols=req.protocols, times_s=vol.times_s,
+                      data=curves if curves.ndim == 4 else None,
+                      aif=np.asarray(aif) if aif is not None else None, fit=fit)
+    findings: list[Finding] = [*check_perf(headers), *qc.findings]
+    timings["qc"] = time.perf_counter() - t2
+    say("encoding parametric maps")
+    t3 = time.perf_counter()
+    out = Path(req.out_dir)
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    provenance = {"technique": technique, **fit.provenance,
+                  "failures": dict(fit.failures), "defaults": DEFAULTS}
+    maps = encodable(fit)
+    pms = build_parametric_maps(headers, maps, uid_seed=req.uid_seed, provenance=provenance,
+                                findings=findings, units={k: fit.units[k] for k in maps if k in fit.units},
+                                series_description=f"perfnode {technique.upper()} maps")
+    written: list[str] = []
+    for name, pm in zip(maps, pms, strict=True):
+        path = out / "maps" / f"{name}.dcm"
+        pm.save_as(path, enforce_file_format=True)
+        written.append(str(path))
+    if req.colour:
+        from perfnode.dicom.colour import render_colour
+
+        (out / "colour").mkdir(exist_ok=True)
+        for name, pm in zip(maps, pms, strict=True):
+            path = out / "colour" / f"{name}.dcm"
+            render_colour(pm, uid_seed=req.uid_seed).save_as(path, enforce_file_format=True)
+            written.append(str(path))
+    timings["encode"] = time.perf_counter() - t3
+    report = None
+    if req.report:
+        from perfnode.qc.report import write_report
+
+        report = str(write_report(out / "report", qc=qc, title=f"{technique.upper()} series "
+                                  f"{headers[0].get('SeriesInstanceUID', '')}", times_s=vol.times_s,
+                                  data=curves if curves.ndim == 4 else None,
+                                  aif=np.asarray(aif) if aif is not None else None, fit=fit,
+                                  provenance=provenance))
+    timings["total"] = time.perf_counter() - t0
+    return AnalysisResult(files=written, series_uid=str(pms[0].SeriesInstanceUID), technique=technique,
+                          report=report, timings_s=timings, findings=[f.to_dict() for f in findings])

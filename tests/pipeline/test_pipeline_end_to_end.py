@@ -1,0 +1,169 @@
+"""The whole point of the node, from the outside: a perfusion series sent with DCMTK ``storescu``
+comes back, untouched by hand, as Parametric Maps at a DCMTK ``storescp`` destination.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+
+from perfnode.dicom.parametric_map import map_values
+from perfnode.dicom.provenance import read_provenance
+from perfnode.phantoms import make
+from tests.nodes import free_port, need, perfnode, run, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+class StoreSCP:
+    """A DCMTK ``storescp`` writing what it receives into a folder."""
+
+    def __init__(self, folder: Path, ae_title: str = "MAPS") -> None:
+        self.folder, self.ae_title, self.port = folder, ae_title, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> StoreSCP:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([need("storescp"), "-aet", self.ae_title, "-od", str(self.folder),
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+
+def config(tmp_path: Path, scp: StoreSCP, stable_s: float = 1.0) -> Path:
+    path = tmp_path / "perfnode.toml"
+    path.write_text(f"""
+[peers.{scp.ae_title}]
+host = "127.0.0.1"
+port = {scp.port}
+
+[pipeline]
+destinations = ["{scp.ae_title}"]
+stable_s = {stable_s}
+retry_initial_s = 0.5
+retry_max_s = 2
+""")
+    return path
+
+
+def send_series(folder: Path, port: int) -> None:
+    res = run([need("storescu"), "-aec", "PERFNODE", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1", str(port),
+               str(folder)],
+              timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def jobs_json(node) -> list[dict]:
+    res = run(perfnode("jobs", "--json", "--data", str(node.data)), check=True)
+    return json.loads(res.stdout)
+
+
+#: Maps a DSC analysis sends (one Parametric Map per quantity, see perfnode.pipeline.analysis).
+DSC_MAPS = {"cbf", "cbv", "mtt", "tmax", "ttp", "bat", "quality"}
+
+
+def test_dsc_concatenation_comes_back_as_parametric_maps(tmp_path, node_factory):
+    phantom_dir = tmp_path / "phantom"
+    make("dsc", "concat", phantom_dir, seed=3)
+    scp = StoreSCP(tmp_path / "received").start()
+    try:
+        node = node_factory(["--config", str(config(tmp_path, scp))])
+        send_series(phantom_dir, node.port)
+        wait_for(lambda: len(scp.files()) >= len(DSC_MAPS), 180, "the maps at storescp")
+        time.sleep(1)  # nothing more should arrive
+        received = [dcmread(p) for p in scp.files()]
+    finally:
+        scp.stop()
+    assert len(received) == len(DSC_MAPS)  # exactly once each
+    assert {str(ds.SOPClassUID) for ds in received} == {"1.2.840.10008.5.1.4.1.1.30"}
+    assert len({ds.SeriesInstanceUID for ds in received}) == 1  # one series per analysis
+    maps = {q.key: v for q, v in (map_values(ds) for ds in received)}
+    assert set(maps) == DSC_MAPS
+    truth = np.load(phantom_dir / "truth.npz")
+    labels = truth["labels"]
+    # Region medians against the ground truth. SVD-family deconvolution (oSVD here) under-estimates
+    # high flows when the bolus is sampled every 1.5 s (Wu et al. MRM 2003; ~20-30 % at 60 ml/100g/min):
+    # CBF within 35 %, CBV (an area ratio, no deconvolution) within 25 %, and the tissue order kept.
+    cbf, cbv = {}, {}
+    for region in (1, 2, 3):  # grey, white, lesion
+        m = labels == region
+        cbf[region] = float(np.nanmedian(maps["cbf"][m]))
+        cbv[region] = float(np.nanmedian(maps["cbv"][m]))
+        assert cbf[region] == pytest.approx(np.median(truth["cbf_ml_per_100g_per_min"][m]), rel=0.35)
+        assert cbv[region] == pytest.approx(np.median(truth["cbv_ml_per_100g"][m]), rel=0.25)
+    assert cbf[1] > cbf[2] > cbf[3]
+    prov = read_provenance(received[0])
+    assert "DSC" in json.dumps(prov).upper() and "osvd" in json.dumps(prov).lower()
+    dciodvfy = run([need("dciodvfy"), str(scp.files()[0])])
+    errors = [ln for ln in (dciodvfy.stdout + dciodvfy.stderr).splitlines() if ln.startswith("Error")]
+    assert errors == []
+    (job,) = [j for j in jobs_json(node) if j["analysis"] == "dsc"]
+    assert job["state"] == "done" and job["destinations"] == ["MAPS"]
+
+
+def test_destination_down_then_up_and_kill_during_delivery(tmp_path, node_factory):
+    """Maps wait for a destination that is down; a node killed meanwhile resumes; each map arrives once."""
+    phantom_dir = tmp_path / "phantom"
+    make("dsc", "single", phantom_dir, seed=5)
+    scp = StoreSCP(tmp_path / "received")  # not started: the destination is down
+    node = node_factory(["--config", str(config(tmp_path, scp))])
+    send_series(phantom_dir, node.port)
+    wait_for(lambda: any(j["state"] == "running" and j["output_series_uid"] for j in jobs_json(node)),
+             120, "the analysis to finish and delivery to start")
+    node.stop(signal.SIGKILL)  # killed while retrying the delivery
+    node.start()  # same data folder and port
+    scp.start()
+    try:
+        wait_for(lambda: len(scp.files()) >= len(DSC_MAPS), 180, "the maps after restart")
+        wait_for(lambda: [j["state"] for j in jobs_json(node) if j["analysis"] == "dsc"] == ["done"], 60,
+                 "the job to be done")
+        time.sleep(1)
+        received = scp.files()
+    finally:
+        scp.stop()
+    uids = [str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received]
+    assert len(uids) == len(set(uids)) == len(DSC_MAPS)  # nothing sent twice
+    (job,) = [j for j in jobs_json(node) if j["analysis"] == "dsc"]
+    assert job["state"] == "done"
+
+
+def test_maps_offline_command(tmp_path):
+    phantom_dir = tmp_path / "phantom"
+    make("dsc", "per-time", phantom_dir, seed=7)
+    out = tmp_path / "out"
+    res = run(perfnode("maps", str(phantom_dir), "--out", str(out), "--json", "--no-report"), timeout=300)
+    assert res.returncode == 0, res.stderr
+    (summary,) = json.loads(res.stdout)
+    assert summary["technique"] == "dsc"
+    names = {Path(p).stem for p in summary["maps"]}
+    assert {"cbf", "cbv", "mtt_s", "tmax_s"} <= names
+    source = dcmread(next((phantom_dir / "series01").iterdir()), stop_before_pixels=True)
+    for p in summary["maps"]:
+        pm = dcmread(p, stop_before_pixels=True)
+        # the maps overlay the source: same study, same frame of reference
+        assert pm.StudyInstanceUID == source.StudyInstanceUID
+        assert pm.FrameOfReferenceUID == source.FrameOfReferenceUID
