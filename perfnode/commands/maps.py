@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from perfnode.dicom.frames import expand, group_series
-from perfnode.pipeline.analysis import AnalysisError, AnalysisRequest, run_analysis
+from perfnode.pipeline.analysis import AnalysisError, AnalysisRequest, NotForAnalysis, run_analysis
 from perfnode.pipeline.technique import TECHNIQUES
 
 
@@ -39,14 +39,21 @@ def run(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         bar.set_description(msg)
 
+    all_files = [str(h.filename) for hs in series.values() for h in hs]
     for uid, headers in series.items():
         files = [str(h.filename) for h in headers]
         bar.update()
         try:
             res = run_analysis(AnalysisRequest(files=files, out_dir=str(out / uid), uid_seed=f"{uid}/offline",
                                                technique=args.technique, colour=args.colour,
-                                               report=not args.no_report, protocols=args.protocols),
+                                               report=not args.no_report, protocols=args.protocols,
+                                               companions=all_files),
                                progress=progress)
+        except NotForAnalysis:
+            results.append({"series_instance_uid": uid, "skipped": "not a perfusion/diffusion series"})
+            tqdm.write(f"{uid}: skipped (not a series perfnode analyses; used as a companion if needed)",
+                       file=sys.stderr)
+            continue
         except (AnalysisError, ValueError) as exc:
             failed += 1
             results.append({"series_instance_uid": uid, "error": str(exc)})

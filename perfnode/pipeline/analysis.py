@@ -24,6 +24,7 @@ from perfnode.dicom.codes import quantity
 from perfnode.dicom.findings import Finding
 from perfnode.dicom.parametric_map import build_parametric_maps
 from perfnode.dicom.perf import check_series as check_perf
+from perfnode.perfusion.aif import select_aif
 from perfnode.perfusion.asl import AslModel
 from perfnode.perfusion.base import FitResult
 from perfnode.perfusion.ctp import CtpModel
@@ -31,7 +32,8 @@ from perfnode.perfusion.dce import DCEModel
 from perfnode.perfusion.dsc import DscModel
 from perfnode.perfusion.ivim import IVIMModel
 from perfnode.perfusion.signal import spgr_to_concentration
-from perfnode.pipeline.technique import TECHNIQUES, detect
+from perfnode.perfusion.t1 import VFAModel
+from perfnode.pipeline.technique import TECHNIQUES, asl_contexts, detect, flip_angles
 from perfnode.qc.compliance import check_series
 from perfnode.qc.facts import header_facts
 
@@ -52,6 +54,8 @@ class AnalysisRequest:
     colour: bool = False
     report: bool = True
     protocols: str | None = None  # a site's QC rule folder
+    #: Files of other series of the same study (M0 for ASL, variable-flip-angle T1 for DCE).
+    companions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,12 +72,35 @@ class AnalysisError(ValueError):
     """The series cannot be analysed; the message says why."""
 
 
+class NotForAnalysis(AnalysisError):
+    """The series is not one perfnode analyses (e.g. an M0 or T1 companion series, or a map)."""
+
+
+class Companions:
+    """Other series of the study that an analysis may need, assembled on demand."""
+
+    def __init__(self, files: list[str], shape: tuple[int, ...], frame_of_reference: str) -> None:
+        self.series = frames.group_series(frames.expand(files)) if files else {}
+        self.shape, self.frame_of_reference = shape, frame_of_reference
+
+    def find(self, wanted: Callable[[Dataset], bool]) -> frames.Volume4D | None:
+        """The first companion series whose first header is ``wanted`` and whose grid matches ours."""
+        for headers in self.series.values():
+            if not wanted(headers[0]):
+                continue
+            vol = frames.assemble([h.filename for h in headers])
+            same_grid = vol.data.shape[-3:] == self.shape
+            if same_grid and vol.geometry.frame_of_reference_uid == self.frame_of_reference:
+                return vol
+        return None
+
+
 def _fact(facts: dict, name: str, default: Any = None) -> Any:
     f = facts.get(name)
     return default if f is None or f.value is None else f.value
 
 
-def _fit_dsc(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+def _fit_dsc(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
     te_ms = _fact(facts, "echo_time_ms")
     if te_ms is None:
         raise AnalysisError("(0018,0081) EchoTime / (0018,9082) EffectiveEchoTime missing: DSC needs TE")
@@ -81,11 +108,11 @@ def _fit_dsc(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
     return fit, vol.data
 
 
-def _fit_ctp(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+def _fit_ctp(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
     return CtpModel(vol.times_s).fit(vol.data, time_axis=0), vol.data
 
 
-def _fit_dce(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+def _fit_dce(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
     tr_ms, fa = _fact(facts, "repetition_time_ms"), _fact(facts, "flip_angle_deg")
     if tr_ms is None or fa is None:
         raise AnalysisError("(0018,0080) RepetitionTime and (0018,1314) FlipAngle are needed for DCE")
@@ -94,17 +121,35 @@ def _fit_dce(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
 
     base = detect_bolus(mean, skip=1)
     start, stop = base.frames
-    conc = spgr_to_concentration(vol.data, float(tr_ms) / 1000.0, float(fa), DEFAULTS["dce_t10_s"],
+    t10: np.ndarray | float = DEFAULTS["dce_t10_s"]
+    t10_source = "default (no variable-flip-angle series in the study)"
+    vfa = companions.find(lambda h: len(flip_angles(h)) >= 2)
+    if vfa is not None:
+        angles = vfa.extra_dims["flip_angle_deg"]
+        signals = vfa.data.reshape(len(angles), *vfa.data.shape[-3:])  # (angle, z, y, x)
+        t1 = VFAModel(angles, float(tr_ms) / 1000.0).fit(signals, axis=0)
+        t10 = np.where(np.isfinite(t1.t1_s), t1.t1_s, DEFAULTS["dce_t10_s"])
+        t10_source = (f"VFA T1 map of series {vfa.series_instance_uid} "
+                      f"(flip angles {[float(a) for a in angles]})")
+    conc = spgr_to_concentration(vol.data, float(tr_ms) / 1000.0, float(fa), t10,
                                  DEFAULTS["dce_relaxivity_per_mM_s"], baseline=(start, stop), time_axis=0)
-    c = np.moveaxis(conc.maps["concentration_mM"], -1, 0)
-    arrival_s = float(vol.times_s[int(base.arrival[0])])
-    model = DCEModel(vol.times_s, aif="parker", model="extended_tofts",
-                     hematocrit=DEFAULTS["dce_hematocrit"], aif_start_s=arrival_s)
-    fit = model.fit(np.nan_to_num(c), time_axis=0)
+    c = np.nan_to_num(np.moveaxis(conc.maps["concentration_mM"], -1, 0))
+    hct = DEFAULTS["dce_hematocrit"]
+    try:  # a measured (blood) AIF from the most arterial voxels, as the ESR recommends where feasible
+        sel = select_aif(c.reshape(c.shape[0], -1).T, vol.times_s)
+        model = DCEModel(vol.times_s, aif=sel.curve, aif_is_blood=True, hematocrit=hct)
+        aif_info = {"aif": "measured: automatic selection (blood curve / (1 − Hct))",
+                    "aif_curve": sel.curve.tolist(),
+                    "aif_voxels_zyx": [list(map(int, np.unravel_index(i, c.shape[1:]))) for i in sel.indices]}
+    except ValueError:  # no arterial curve in the field of view: Parker population AIF at bolus arrival
+        arrival_s = float(vol.times_s[int(base.arrival[0])])
+        model = DCEModel(vol.times_s, aif="parker", hematocrit=hct, aif_start_s=arrival_s)
+        aif_info = {"aif": "Parker 2006 population AIF", "aif_start_s": arrival_s,
+                    "aif_curve": model.cp.tolist()}
+    fit = model.fit(c, time_axis=0)
     fit.provenance.update({
-        "t10_s": DEFAULTS["dce_t10_s"], "t10_source": "default (no T1 map given)",
-        "relaxivity_per_mM_s": DEFAULTS["dce_relaxivity_per_mM_s"], "baseline_frames": [start, stop],
-        "aif": "Parker population AIF", "aif_start_s": arrival_s,
+        "t10_source": t10_source, "relaxivity_per_mM_s": DEFAULTS["dce_relaxivity_per_mM_s"],
+        "hematocrit": hct, "baseline_frames": [start, stop], **aif_info,
     })
     return fit, c
 
@@ -116,7 +161,7 @@ def _axis(vol: frames.Volume4D, name: str) -> tuple[int, np.ndarray]:
     return names.index(name), np.asarray(vol.extra_dims[name])
 
 
-def _fit_asl(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+def _fit_asl(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
     axis, contexts = _axis(vol, "asl_context")
     ctx = [str(c).upper() for c in contexts]
     if "CONTROL" not in ctx or "LABEL" not in ctx:
@@ -125,13 +170,14 @@ def _fit_asl(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
     label = np.take(vol.data, ctx.index("LABEL"), axis=axis)
     while control.ndim > 4:  # further extra axes (e.g. one PLD): take the first
         control, label = control[0], label[0]
-    if "M0SCAN" in ctx:
-        m0 = np.take(vol.data, ctx.index("M0SCAN"), axis=axis)
-        while m0.ndim > 4:
-            m0 = m0[0]
-        m0 = m0.mean(axis=0)
+    if "M_ZERO_SCAN" in ctx:
+        m0_frames = np.take(vol.data, ctx.index("M_ZERO_SCAN"), axis=axis)
+    elif (m0_vol := companions.find(lambda h: "M_ZERO_SCAN" in asl_contexts(h))) is not None:
+        m0_frames = m0_vol.data
     else:
-        raise AnalysisError("(0018,9257) ASLContext: no M0SCAN frames; CBF needs an M0 image")
+        raise AnalysisError("(0018,9257) ASLContext: no M_ZERO_SCAN frames in the series or the study; "
+                            "CBF needs an M0 image")
+    m0 = m0_frames.reshape(-1, *m0_frames.shape[-3:]).mean(axis=0)
     pairs = np.stack([control, label], axis=1).reshape(-1, *control.shape[1:])  # control, label, ...
     pld_ms = _fact(facts, "post_labelling_delay_ms")
     tau_ms = _fact(facts, "labelling_duration_ms")
@@ -146,7 +192,7 @@ def _fit_asl(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
     return model.fit(pairs, m0, time_axis=0), pairs
 
 
-def _fit_ivim(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]:
+def _fit_ivim(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
     axis, diff = _axis(vol, "diffusion")
     data = vol.data
     while data.ndim > 4 + axis:  # (diffusion, t, z, y, x) → average the other extra axes
@@ -160,7 +206,7 @@ def _fit_ivim(vol: frames.Volume4D, facts: dict) -> tuple[FitResult, np.ndarray]
     return IVIMModel(bvals, method="segmented").fit(per_b, axis=0), per_b
 
 
-FITTERS: dict[str, Callable[[frames.Volume4D, dict], tuple[FitResult, np.ndarray]]] = {
+FITTERS: dict[str, Callable[[frames.Volume4D, dict, Companions], tuple[FitResult, np.ndarray]]] = {
     "dsc": _fit_dsc, "ctp": _fit_ctp, "dce": _fit_dce, "asl": _fit_asl, "ivim": _fit_ivim,
 }
 
@@ -189,7 +235,7 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     headers: list[Dataset] = [dcmread(p, stop_before_pixels=True) for p in paths]
     technique = req.technique or detect(headers[0])
     if technique not in TECHNIQUES:
-        raise AnalysisError(f"no perfusion/diffusion analysis recognised for series "
+        raise NotForAnalysis(f"no perfusion/diffusion analysis recognised for series "
                             f"{headers[0].get('SeriesInstanceUID', '?')} (technique {technique!r})")
     say(f"assembling {len(paths)} file(s)")
     vol = frames.assemble(paths)
@@ -197,7 +243,9 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     facts = header_facts(headers)
     say(f"fitting {technique}")
     t1 = time.perf_counter()
-    fit, curves = FITTERS[technique](vol, facts)
+    companions = Companions([f for f in req.companions if f not in set(map(str, paths))],
+                            vol.data.shape[-3:], vol.geometry.frame_of_reference_uid)
+    fit, curves = FITTERS[technique](vol, facts, companions)
     timings["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     aif = fit.provenance.get("aif_curve")

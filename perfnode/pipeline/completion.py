@@ -68,3 +68,16 @@ def series_files(db: Database, series_uid: str) -> tuple[list[str], str]:
             .order_by(Instance.instance_number, Instance.id)
         ).all()
     return [r[0] for r in rows], (rows[-1][1] if rows else "")
+
+
+def study_companion_files(db: Database, series_uid: str) -> list[str]:
+    """Relative paths of the other series of the same study (M0, T1 maps and the like)."""
+    with db.session() as s:
+        study_fk = s.scalar(select(Series.study_fk).where(Series.series_instance_uid == series_uid))
+        if study_fk is None:
+            return []
+        return list(s.scalars(
+            select(Instance.path).join(Series, Instance.series_fk == Series.id)
+            .where(Series.study_fk == study_fk, Series.series_instance_uid != series_uid)
+            .where(Instance.sop_class_uid != "1.2.840.10008.5.1.4.1.1.30")  # not our own maps
+        ))

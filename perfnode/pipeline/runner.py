@@ -23,7 +23,7 @@ from perfnode.net.context import NodeContext
 from perfnode.pipeline import jobs
 from perfnode.pipeline.analysis import AnalysisRequest, run_analysis
 from perfnode.pipeline.archiving import archive_outputs
-from perfnode.pipeline.completion import ready_series, series_files
+from perfnode.pipeline.completion import ready_series, series_files, study_companion_files
 from perfnode.pipeline.deliver import deliver
 from perfnode.pipeline.settings import PipelineSettings
 from perfnode.pipeline.technique import choose
@@ -108,11 +108,13 @@ class Supervisor:
         db, storage = self.ctx.db, self.ctx.storage
         try:
             files, _ = series_files(db, job.series_instance_uid)
+            companions = study_companion_files(db, job.series_instance_uid)
             out_dir = Path("jobs") / f"{job.id:06d}"
             request = AnalysisRequest(
                 files=[str(storage.absolute(f)) for f in files], technique=job.analysis,
                 out_dir=str(storage.absolute(str(out_dir))),
-                uid_seed=f"{job.series_instance_uid}/{job.analysis}", colour=self.cfg.colour)
+                uid_seed=f"{job.series_instance_uid}/{job.analysis}", colour=self.cfg.colour,
+                companions=[str(storage.absolute(f)) for f in companions])
             t0 = time.monotonic()
             result = self.processes.submit(run_analysis, request).result()
             log.info("job %d: analysis done in %.1f s, %d output object(s)", job.id,

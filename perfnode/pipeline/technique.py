@@ -13,7 +13,7 @@ order; the first whose ``calling_ae`` and ``protocol`` globs both match (case-in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from fnmatch import fnmatch
 from typing import Any
 
@@ -48,14 +48,34 @@ def find_attribute(ds: Dataset, keyword: str, sequences: Iterable[str] = ()) -> 
     return None
 
 
+def group_items(ds: Dataset, sequence: str) -> Iterator[Dataset]:
+    """Every item of a functional group ``sequence``, shared and per-frame."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in ds.get(groups) or []:
+            yield from item.get(sequence) or []
+
+
+def asl_contexts(ds: Dataset) -> set[str]:
+    """ASL Context (0018,9257) values of the frames: LABEL, CONTROL, M_ZERO_SCAN."""
+    return {str(a.ASLContext).upper() for a in group_items(ds, "MRArterialSpinLabelingSequence")
+            if a.get("ASLContext")}
+
+
+def flip_angles(ds: Dataset) -> set[float]:
+    """Distinct flip angles of the frames (a variable-flip-angle T1 series has several)."""
+    out = {float(t.FlipAngle) for t in group_items(ds, "MRTimingAndRelatedParametersSequence")
+           if t.get("FlipAngle") is not None}
+    if ds.get("FlipAngle") is not None:
+        out.add(float(ds.FlipAngle))
+    return out
+
+
 def _distinct_b_values(ds: Dataset) -> set[float]:
     values: set[float] = set()
     if "DiffusionBValue" in ds:
         values.add(float(ds.DiffusionBValue))
-    for item in ds.get("PerFrameFunctionalGroupsSequence", []) or []:
-        for diff in item.get("MRDiffusionSequence", []) or []:
-            if "DiffusionBValue" in diff:
-                values.add(float(diff.DiffusionBValue))
+    values |= {float(d.DiffusionBValue) for d in group_items(ds, "MRDiffusionSequence")
+               if "DiffusionBValue" in d}
     return values
 
 
@@ -72,9 +92,8 @@ def detect(ds: Dataset) -> str | None:
         return "ctp" if temporal else None
     if modality != "MR":
         return None
-    asl = find_attribute(ds, "ArterialSpinLabelingContrast", ["MRArterialSpinLabelingSequence"])
-    if "ASL" in image_type or asl:
-        return "asl"
+    if asl_contexts(ds) & {"LABEL", "CONTROL"}:
+        return "asl"  # an M0 series alone (M_ZERO_SCAN) is a companion, not an analysis
     if len(_distinct_b_values(ds)) > 2:
         return "ivim"
     if not temporal:
