@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 
 from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, Job, Series
@@ -81,3 +81,11 @@ def study_companion_files(db: Database, series_uid: str) -> list[str]:
             .where(Series.study_fk == study_fk, Series.series_instance_uid != series_uid)
             .where(Instance.sop_class_uid != "1.2.840.10008.5.1.4.1.1.30")  # not our own maps
         ))
+
+
+def study_quiet(db: Database, series_uid: str, stable_s: float) -> bool:
+    """Whether no instance of the series' study arrived for ``stable_s`` seconds."""
+    with db.session() as s:
+        study_fk = s.scalar(select(Series.study_fk).where(Series.series_instance_uid == series_uid))
+        last = s.scalar(select(func.max(Series.last_received_at)).where(Series.study_fk == study_fk))
+    return last is None or last <= now() - timedelta(seconds=stable_s)

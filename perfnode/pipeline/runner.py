@@ -23,12 +23,15 @@ from perfnode.net.context import NodeContext
 from perfnode.pipeline import jobs
 from perfnode.pipeline.analysis import AnalysisRequest, run_analysis
 from perfnode.pipeline.archiving import archive_outputs
-from perfnode.pipeline.completion import ready_series, series_files, study_companion_files
+from perfnode.pipeline.completion import ready_series, series_files, study_companion_files, study_quiet
 from perfnode.pipeline.deliver import deliver
 from perfnode.pipeline.settings import PipelineSettings
 from perfnode.pipeline.technique import choose
 
 log = logging.getLogger("perfnode.pipeline")
+
+#: Analyses that use other series of the study (ASL: the M0 scan; DCE: the variable-flip-angle T1 set).
+NEEDS_COMPANIONS = {"asl", "dce"}
 
 
 class Supervisor:
@@ -88,6 +91,8 @@ class Supervisor:
                 if job:
                     jobs.finish(db, job.id, "skipped", why)
                 continue
+            if technique in NEEDS_COMPANIONS and not study_quiet(db, series_uid, self.cfg.stable_s):
+                continue  # its M0 / T1 series may still be on the way: wait until the study is quiet
             dests = self.cfg.destinations_for(calling_ae, self.ctx.settings)
             job = jobs.create_job(db, series_uid, technique, calling_ae, dests)
             if job:
