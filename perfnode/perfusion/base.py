@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 
-def as_curves(data: np.ndarray, time_axis: int = -1, mask: np.ndarray | None = None
-              ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
-    """Flatten ``data`` to ``(n_voxels, t)`` float64 curves of the voxels in ``mask``.
+def as_curves(data: np.ndarray, time_axis: int = -1, mask: np.ndarray | None = None,
+              dtype: Any = np.float64) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
+    """Flatten ``data`` to ``(n_voxels, t)`` curves (float64 unless ``dtype``) of the voxels in ``mask``.
 
     Returns the curves, the spatial shape, and the flat boolean index of the selected voxels
     (use :func:`to_maps` to put per-voxel results back in place).
@@ -26,14 +26,15 @@ def as_curves(data: np.ndarray, time_axis: int = -1, mask: np.ndarray | None = N
     arr = np.moveaxis(np.asarray(data), time_axis, -1)
     spatial = arr.shape[:-1]
     flat = arr.reshape(-1, arr.shape[-1])
-    if mask is None:
-        sel = np.ones(flat.shape[0], dtype=bool)
+    if mask is None:  # no fancy indexing; still never hand out a view of the caller's array
+        out = flat.astype(dtype, copy=False)
+        return (out.copy() if np.may_share_memory(out, arr) else out), spatial, np.ones(flat.shape[0], bool)
     else:
         m = np.asarray(mask, dtype=bool)
         if m.shape != spatial:
             raise ValueError(f"mask shape {m.shape} does not match data's spatial shape {spatial}")
         sel = m.reshape(-1)
-    return flat[sel].astype(np.float64, copy=False), spatial, sel
+    return flat[sel].astype(dtype, copy=False), spatial, sel
 
 
 def to_maps(values: np.ndarray, spatial: tuple[int, ...], sel: np.ndarray,
@@ -42,7 +43,7 @@ def to_maps(values: np.ndarray, spatial: tuple[int, ...], sel: np.ndarray,
     values = np.asarray(values)
     out = np.full((sel.size, *values.shape[1:]), np.nan, dtype=dtype)
     out[sel] = values
-    return out.reshape(*spatial, *values.shape[1:])
+    return out.reshape((*spatial, *values.shape[1:]))
 
 
 @dataclass
