@@ -1,0 +1,99 @@
+"""The index side of the PERF checks: record the findings of every stored perfusion object.
+
+``record_findings`` has the ``NodeContext.after_store`` hook signature; it replaces the instance's
+"perf" findings, so storing the same instance again does not duplicate them. The node stores
+non-conforming objects all the same: an archive never drops data.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pydicom
+from sqlalchemy import delete, select
+
+from perfnode.archive.db import Database
+from perfnode.archive.models import Instance, InstanceFinding, Series
+from perfnode.dicom.findings import Finding, Severity
+from perfnode.dicom.perf import check_dataset
+
+if TYPE_CHECKING:
+    from perfnode.net.context import NodeContext
+
+log = logging.getLogger(__name__)
+SECTION = "perf"
+
+
+def save_findings(db: Database, instance_id: int, findings: list[Finding], section: str = SECTION) -> None:
+    """Replace the ``section`` findings of one instance (one transaction)."""
+    now = datetime.now()
+    with db.session() as s:
+        s.execute(
+            delete(InstanceFinding).where(
+                InstanceFinding.instance_fk == instance_id, InstanceFinding.section == section
+            )
+        )
+        s.add_all(
+            InstanceFinding(
+                instance_fk=instance_id,
+                section=section,
+                severity=str(f.severity),
+                tag=f.tag,
+                keyword=f.keyword,
+                found=f.found,
+                expected=f.expected,
+                rule=f.rule,
+                where=f.where,
+                created_at=now,
+            )
+            for f in findings
+        )
+
+
+def record_findings(ctx: NodeContext, instance_id: int, path: Path) -> None:
+    """``after_store`` hook: check the stored file against the PERF profile and record what was found."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    findings = check_dataset(ds)
+    if findings:
+        log.info("%s: %d PERF finding(s)", ds.SOPInstanceUID, len(findings))
+    save_findings(ctx.db, instance_id, findings)
+
+
+def load_findings(
+    db: Database, series_instance_uid: str | None = None, instance_id: int | None = None
+) -> list[tuple[str, Finding]]:
+    """``(SOP Instance UID, finding)`` pairs recorded for a series or one instance."""
+    q = select(Instance.sop_instance_uid, InstanceFinding).join(
+        Instance, InstanceFinding.instance_fk == Instance.id
+    )
+    if series_instance_uid is not None:
+        q = q.join(Series, Instance.series_fk == Series.id).where(
+            Series.series_instance_uid == series_instance_uid
+        )
+    if instance_id is not None:
+        q = q.where(Instance.id == instance_id)
+    with db.session() as s:
+        rows = s.execute(q.order_by(InstanceFinding.id)).all()
+    return [
+        (uid, Finding(Severity(r.severity), r.tag, r.keyword, r.found, r.expected, r.rule, r.where))
+        for uid, r in rows
+    ]
+
+
+def series_paths(db: Database, data: Path, series_instance_uid: str) -> list[Path]:
+    """Absolute paths of the stored instances of a series (empty when the series is unknown)."""
+    with db.session() as s:
+        rows = (
+            s.execute(
+                select(Instance.path)
+                .join(Series, Instance.series_fk == Series.id)
+                .where(Series.series_instance_uid == series_instance_uid)
+                .order_by(Instance.id)
+            )
+            .scalars()
+            .all()
+        )
+    return [data / p for p in rows]

@@ -1,0 +1,494 @@
+"""Frames → one ordered 4-D volume ``(t, z, y, x)`` (plus extra axes) with timing and geometry.
+
+Sources: one Enhanced MR/CT instance, a concatenation (parts in any order), one Enhanced instance per
+time point, or a classic single-frame CT/MR series. Frames are placed by their attributes (Temporal
+Position Index, position along the slice normal, echo time, b-value…), never by file order.
+
+Time of a frame, first found wins (documented order):
+
+1. Frame Acquisition DateTime (0018,9074) in the Frame Content Sequence;
+2. Frame Reference DateTime (0018,9151);
+3. Acquisition DateTime (0008,002A); 4. Acquisition Date + Time (0008,0022/0032);
+5. Content Date + Time (0008,0023/0033); 6. Trigger Time (0018,1060, ms).
+
+Times are seconds from the earliest frame; the time of a time point is its earliest frame.
+Pixel values: stored values × Rescale Slope + Rescale Intercept (Pixel Value Transformation, per-frame
+or shared, or the classic attributes); Real World Value Mapping is *not* applied.
+Pixel data are decoded once per file: uncompressed little-endian data are memory-mapped from the file,
+other transfer syntaxes decoded by pydicom; each frame is rescaled straight into the preallocated output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from perfnode.dicom.concatenation import concatenation_errors
+from perfnode.dicom.groups import FunctionalGroups, functional_groups
+
+ENHANCED_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+}
+#: Extra per-frame dimensions, in the order they become leading axes.
+EXTRA_KEYS = ("echo_time_ms", "flip_angle_deg", "inversion_time_ms", "diffusion", "asl_context")
+POSITION_DECIMALS = 3  # mm: positions closer than 1 µm are the same slice
+DEFER = 1024 * 1024
+
+
+class AssemblyError(ValueError):
+    """The frames do not make one complete, consistent volume; the message names what is wrong."""
+
+
+@dataclass
+class Geometry:
+    """Where the voxels are: orientation (row, column cosines), slice positions sorted along the normal."""
+
+    image_orientation: np.ndarray  # (6,)
+    positions: np.ndarray  # (z, 3) Image Position (Patient) of each slice, mm
+    pixel_spacing: np.ndarray  # (2,) row spacing, column spacing, mm
+    slice_spacing: float  # mm, from the positions (0 for one slice)
+    slice_thickness: float | None
+    frame_of_reference_uid: str
+
+    @property
+    def normal(self) -> np.ndarray:
+        o = self.image_orientation
+        return np.cross(o[:3], o[3:])
+
+
+@dataclass
+class Volume4D:
+    """An assembled series: ``data`` has shape ``extra_shape + (t, z, y, x)`` (float32, rescaled)."""
+
+    data: np.ndarray
+    times_s: np.ndarray  # (t,) seconds from the first frame
+    frame_times_s: np.ndarray  # extra_shape + (t, z)
+    start: datetime | None  # absolute time of t = 0 (None when no time attribute exists)
+    time_source: str  # keyword the times came from ("" when none)
+    geometry: Geometry
+    #: Extra axes in order: name → values (``diffusion`` values are (b, gx, gy, gz) rows).
+    extra_dims: dict[str, np.ndarray] = field(default_factory=dict)
+    sop_instance_uids: list[str] = field(default_factory=list)
+    #: extra_shape + (t, z, 2): index into ``sop_instance_uids`` and 1-based frame number.
+    source_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), int))
+    series_instance_uid: str = ""
+    sop_class_uid: str = ""
+
+    def source_frame(self, *index: int) -> tuple[str, int]:
+        """``(SOP Instance UID, frame number)`` of the frame at ``(*extra, t, z)``."""
+        uid, frame = self.source_frames[index]
+        return self.sop_instance_uids[int(uid)], int(frame)
+
+
+@dataclass
+class _Frame:
+    source: int  # index into the list of sources
+    index: int  # 0-based frame index in its source
+    temporal: int | None
+    position: tuple[float, float, float]
+    orientation: tuple[float, ...]
+    time: datetime | None
+    trigger_ms: float | None
+    slope: float
+    intercept: float
+    extra: dict[str, Any]
+
+
+def _seq(item: Dataset | None, keyword: str) -> Dataset | None:
+    if item is None:
+        return None
+    s = item.get(keyword)
+    return s[0] if s else None
+
+
+def _group(per_frame: Dataset | None, shared: Dataset | None, keyword: str) -> Dataset | None:
+    """A functional group macro's item: per-frame first, then shared."""
+    return _seq(per_frame, keyword) or _seq(shared, keyword)
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    v = str(value).strip().split("+")[0].split("-")[0]
+    for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
+        try:
+            return datetime.strptime(v, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _date_time(ds: Dataset, date_kw: str, time_kw: str) -> datetime | None:
+    d, t = ds.get(date_kw), ds.get(time_kw)
+    if not d or not t:
+        return None
+    t = str(t).replace(":", "")
+    whole, _, frac = t.partition(".")
+    return _parse_dt(f"{d}{whole.ljust(6, '0')}.{(frac or '0')[:6]}")
+
+
+def _classic_time(ds: Dataset) -> tuple[datetime | None, str]:
+    if t := _parse_dt(ds.get("AcquisitionDateTime")):
+        return t, "AcquisitionDateTime"
+    if t := _date_time(ds, "AcquisitionDate", "AcquisitionTime"):
+        return t, "AcquisitionTime"
+    if t := _date_time(ds, "ContentDate", "ContentTime"):
+        return t, "ContentTime"
+    return None, ""
+
+
+def _extra_classic(ds: Dataset) -> dict[str, Any]:
+    """Echo time, flip angle, inversion time, diffusion (b, direction) of a classic image."""
+    out: dict[str, Any] = {}
+    if "EchoTime" in ds:
+        out["echo_time_ms"] = float(ds.EchoTime)
+    if "FlipAngle" in ds:
+        out["flip_angle_deg"] = float(ds.FlipAngle)
+    if "InversionTime" in ds:
+        out["inversion_time_ms"] = float(ds.InversionTime)
+    if "DiffusionBValue" in ds:
+        d = ds.get("DiffusionGradientOrientation") or (0.0, 0.0, 0.0)
+        out["diffusion"] = (float(ds.DiffusionBValue), *(float(v) for v in d))
+    return out
+
+
+def _extra(fg: FunctionalGroups, i: int) -> dict[str, Any]:
+    """Echo time, flip angle, inversion time/post-label delay, diffusion (b, direction), ASL context."""
+    out: dict[str, Any] = {}
+    if (te := fg.value(i, "MREchoSequence", "EffectiveEchoTime")) is not None:
+        out["echo_time_ms"] = float(te)
+    if (fa := fg.value(i, "MRTimingAndRelatedParametersSequence", "FlipAngle")) is not None:
+        out["flip_angle_deg"] = float(fa)
+    if (ti := fg.value(i, "MRModifierSequence", "InversionTimes")) is not None:
+        out["inversion_time_ms"] = float(ti[0] if isinstance(ti, (list, MultiValue)) else ti)
+    if fg.has(i, "MRDiffusionSequence"):
+        b = fg.value(i, "MRDiffusionSequence", "DiffusionBValue") or 0.0
+        g = fg.value(
+            i, "MRDiffusionSequence", "DiffusionGradientDirectionSequence", "DiffusionGradientOrientation"
+        ) or (0.0, 0.0, 0.0)
+        out["diffusion"] = (float(b), *(float(v) for v in g))
+    if ctx := fg.value(i, "MRArterialSpinLabelingSequence", "ASLContext"):
+        out["asl_context"] = str(ctx)
+    return out
+
+
+def frame_table(ds: Dataset, source: int = 0) -> list[_Frame]:
+    """One row per frame of ``ds`` (Enhanced: from the functional groups; classic: the one frame)."""
+    n = int(ds.get("NumberOfFrames") or 1)
+    if 0x52009230 not in ds:  # tested by tag: looking it up by keyword would parse the whole sequence
+        if ds.SOPClassUID in ENHANCED_SOP_CLASSES or n > 1:
+            raise AssemblyError(
+                f"{ds.SOPClassUID.name} {ds.SOPInstanceUID}: "
+                "(5200,9230) PerFrameFunctionalGroupsSequence missing "
+                "(PS3.3 C.7.6.16): frame positions and times unknown"
+            )
+        return [_classic_frame(ds, source)]
+    rows = []
+    fg = functional_groups(ds)
+    if len(fg) != n:
+        raise AssemblyError(
+            f"{ds.SOPInstanceUID}: (5200,9230) PerFrameFunctionalGroupsSequence has "
+            f"{len(fg)} items, (0028,0008) NumberOfFrames is {n} (PS3.3 C.7.6.16)"
+        )
+    classic_time = _classic_time(ds)
+    trigger = float(ds.TriggerTime) if ds.get("TriggerTime") is not None else None
+    top_slope, top_icpt = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    for i in range(n):
+        pos = fg.value(i, "PlanePositionSequence", "ImagePositionPatient")
+        ori = fg.value(i, "PlaneOrientationSequence", "ImageOrientationPatient")
+        if pos is None:
+            raise AssemblyError(
+                f"{ds.SOPInstanceUID} frame {i + 1}: (0020,0032) ImagePositionPatient missing "
+                "in (0020,9113) PlanePositionSequence (PS3.3 C.7.6.16.2.3)"
+            )
+        if ori is None:
+            raise AssemblyError(
+                f"{ds.SOPInstanceUID} frame {i + 1}: (0020,0037) ImageOrientationPatient "
+                "missing in (0020,9116) PlaneOrientationSequence (PS3.3 C.7.6.16.2.4)"
+            )
+        time, source_kw = None, ""
+        for kw in ("FrameAcquisitionDateTime", "FrameReferenceDateTime"):
+            if time := _parse_dt(fg.value(i, "FrameContentSequence", kw)):
+                source_kw = kw
+                break
+        if time is None:
+            time, source_kw = classic_time
+        tpi = fg.value(i, "FrameContentSequence", "TemporalPositionIndex")
+        slope = fg.value(i, "PixelValueTransformationSequence", "RescaleSlope")
+        icpt = fg.value(i, "PixelValueTransformationSequence", "RescaleIntercept")
+        f = _Frame(
+            source,
+            i,
+            int(tpi) if tpi is not None else None,
+            tuple(float(v) for v in pos),
+            tuple(float(v) for v in ori),
+            time,
+            trigger,
+            float(slope) if slope is not None else top_slope,
+            float(icpt) if icpt is not None else top_icpt,
+            _extra(fg, i),
+        )
+        f.extra["_time_source"] = source_kw
+        if i == 0:
+            f.extra["_pixel_measures"] = {
+                "PixelSpacing": fg.value(i, "PixelMeasuresSequence", "PixelSpacing"),
+                "SliceThickness": fg.value(i, "PixelMeasuresSequence", "SliceThickness"),
+            }
+        rows.append(f)
+    return rows
+
+
+def _classic_frame(ds: Dataset, source: int) -> _Frame:
+    for kw, tag in (("ImagePositionPatient", "(0020,0032)"), ("ImageOrientationPatient", "(0020,0037)")):
+        if kw not in ds:
+            raise AssemblyError(f"{ds.SOPInstanceUID}: {tag} {kw} missing (PS3.3 C.7.6.2)")
+    time, source_kw = _classic_time(ds)
+    tpi = ds.get("TemporalPositionIdentifier")
+    f = _Frame(
+        source,
+        0,
+        int(tpi) if tpi is not None else None,
+        tuple(float(v) for v in ds.ImagePositionPatient),
+        tuple(float(v) for v in ds.ImageOrientationPatient),
+        time,
+        float(ds.TriggerTime) if ds.get("TriggerTime") is not None else None,
+        float(ds.get("RescaleSlope", 1.0)),
+        float(ds.get("RescaleIntercept", 0.0)),
+        _extra_classic(ds),
+    )
+    f.extra["_time_source"] = source_kw
+    return f
+
+
+Source = str | Path | Dataset
+
+
+def read_header(src: Source) -> Dataset:
+    """The dataset with pixel data deferred (files) or as given (datasets)."""
+    if isinstance(src, Dataset):
+        return src
+    return pydicom.dcmread(src, defer_size=DEFER)
+
+
+def _pixels(ds: Dataset, src: Source) -> np.ndarray:
+    """All frames ``(n, rows, cols)`` of one source, decoded once (memory-mapped when uncompressed)."""
+    n = int(ds.get("NumberOfFrames") or 1)
+    shape = (n, int(ds.Rows), int(ds.Columns))
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    native_le = ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    simple = (
+        ds.SamplesPerPixel == 1
+        and ds.BitsAllocated in (8, 16, 32)
+        and (ds.PixelRepresentation == 0 or ds.BitsStored == ds.BitsAllocated)
+    )
+    path = src if not isinstance(src, Dataset) else getattr(src, "filename", None)
+    if native_le and simple and isinstance(path, (str, Path)):
+        elem = ds.get_item("PixelData", keep_deferred=True)
+        tell = getattr(elem, "value_tell", None)
+        if tell is not None and getattr(elem, "value", None) is None:  # still in the file: map it
+            dtype = np.dtype(f"<{'i' if ds.PixelRepresentation else 'u'}{ds.BitsAllocated // 8}")
+            return np.memmap(path, dtype=dtype, mode="r", offset=tell, shape=shape)
+    arr = ds.pixel_array
+    return arr.reshape(shape)
+
+
+def _time_of(f: _Frame, start: datetime | None) -> float:
+    if f.time is not None and start is not None:
+        return (f.time - start).total_seconds()
+    if f.trigger_ms is not None:
+        return f.trigger_ms / 1000.0
+    return float("nan")
+
+
+def _codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Integer code of each value in the sorted list of its distinct values."""
+    uniq = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+    lookup = {v: i for i, v in enumerate(uniq)}
+    return np.array([lookup[v] for v in values], dtype=np.int64), uniq
+
+
+def group_series(sources: Iterable[Source]) -> dict[str, list[Dataset]]:
+    """Headers grouped by Series Instance UID (file path kept in ``ds.filename``)."""
+    out: dict[str, list[Dataset]] = {}
+    for src in sources:
+        ds = read_header(src)
+        out.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    return out
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and every file under the folders named (sorted), skipping non-DICOM names."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() not in {".json", ".npz"}
+            )
+        else:
+            out.append(p)
+    return out
+
+
+def assemble(sources: Iterable[Source]) -> Volume4D:
+    """One series → :class:`Volume4D`; :class:`AssemblyError` names what is missing or inconsistent."""
+    srcs = list(sources)
+    if not srcs:
+        raise AssemblyError("no instances given")
+    headers = [read_header(s) for s in srcs]
+    series = {str(h.get("SeriesInstanceUID", "")) for h in headers}
+    if len(series) > 1:
+        raise AssemblyError(
+            f"(0020,000E) SeriesInstanceUID: {len(series)} series mixed ({', '.join(sorted(series))})"
+            "; assemble one series at a time"
+        )
+    if errors := concatenation_errors(headers):
+        raise AssemblyError("; ".join(str(e) for e in errors))
+    frames: list[_Frame] = []
+    for k, h in enumerate(headers):
+        frames += frame_table(h, k)
+    if len({h.SOPInstanceUID for h in headers}) != len(headers):
+        raise AssemblyError("(0008,0018) SOPInstanceUID: the same instance given twice")
+    ref = headers[0]
+    for h in headers[1:]:
+        for kw, tag in (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)")):
+            if h.get(kw) != ref.get(kw):
+                raise AssemblyError(
+                    f"{tag} {kw}: {h.SOPInstanceUID} has {h.get(kw)}, {ref.SOPInstanceUID} has {ref.get(kw)}"
+                )
+
+    # Geometry: one orientation; slices = distinct positions along the normal.
+    orientations = {tuple(round(v, 4) for v in f.orientation) for f in frames}
+    if len(orientations) > 1:
+        raise AssemblyError(
+            f"(0020,0037) ImageOrientationPatient differs between frames: {sorted(orientations)}"
+        )
+    ori = np.array(frames[0].orientation)
+    normal = np.cross(ori[:3], ori[3:])
+    pos = np.array([f.position for f in frames])
+    dist = np.round(pos @ normal, POSITION_DECIMALS)
+    z_code, z_values = _codes(list(dist))
+
+    # Extra axes: the attributes that take more than one value.
+    extra_names = [k for k in EXTRA_KEYS if len({repr(f.extra.get(k)) for f in frames}) > 1]
+    for k in extra_names:
+        if any(k not in f.extra for f in frames):
+            raise AssemblyError(f"{k}: present in some frames only")
+    extra_codes, extra_values = [], []
+    for k in extra_names:
+        c, v = _codes([f.extra[k] for f in frames])
+        extra_codes.append(c)
+        extra_values.append(v)
+
+    # Time axis: Temporal Position Index/Identifier when every frame has it, else rank of time per cell.
+    times = [f.time for f in frames if f.time is not None]
+    start = min(times) if times else None
+    t_s = np.array([_time_of(f, start) for f in frames])
+    if all(f.temporal is not None for f in frames):
+        t_code, _ = _codes([f.temporal for f in frames])
+    elif all(f.temporal is None for f in frames):
+        if np.isnan(t_s).any():
+            t_code = np.zeros(len(frames), np.int64)
+        else:
+            order = np.lexsort([t_s, z_code, *extra_codes[::-1]])
+            group = np.stack([*extra_codes, z_code], axis=1)[order]
+            new = np.ones(len(order), bool)
+            new[1:] = (group[1:] != group[:-1]).any(axis=1)
+            starts = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
+            t_code = np.empty(len(frames), np.int64)
+            t_code[order] = np.arange(len(frames)) - starts
+    else:
+        missing = [
+            f"{headers[f.source].SOPInstanceUID} frame {f.index + 1}" for f in frames if f.temporal is None
+        ]
+        raise AssemblyError(
+            f"(0020,9128) TemporalPositionIndex missing in {len(missing)} frame(s): {', '.join(missing[:5])}"
+        )
+    nt = int(t_code.max()) + 1
+    shape = tuple(len(v) for v in extra_values) + (nt, len(z_values))
+    flat = np.ravel_multi_index((*extra_codes, t_code, z_code), shape)
+    counts = np.bincount(flat, minlength=int(np.prod(shape)))
+    names = [*extra_names, "t", "z"]
+    axes = [*extra_values, list(range(1, nt + 1)), z_values]
+    if (counts > 1).any():
+        cells = [_cell(names, axes, np.unravel_index(i, shape)) for i in np.flatnonzero(counts > 1)[:5]]
+        raise AssemblyError(f"{int((counts > 1).sum())} duplicated frame cell(s): {'; '.join(cells)}")
+    if (counts == 0).any():
+        cells = [_cell(names, axes, np.unravel_index(i, shape)) for i in np.flatnonzero(counts == 0)[:5]]
+        raise AssemblyError(
+            f"{int((counts == 0).sum())} missing frame cell(s) of the "
+            f"{' × '.join(map(str, shape))} grid: {'; '.join(cells)}"
+        )
+
+    # Pixels: decode each source once, rescale each frame into its cell.
+    rows, cols = int(ref.Rows), int(ref.Columns)
+    data = np.empty((*shape, rows, cols), np.float32)
+    out = data.reshape(-1, rows, cols)
+    frame_times = np.full(int(np.prod(shape)), np.nan)
+    source_frames = np.zeros((int(np.prod(shape)), 2), np.int64)
+    by_source: dict[int, list[int]] = {}
+    for i, f in enumerate(frames):
+        by_source.setdefault(f.source, []).append(i)
+    for k, idx in by_source.items():
+        px = _pixels(headers[k], srcs[k])
+        for i in idx:
+            f, cell = frames[i], flat[i]
+            np.multiply(px[f.index], np.float32(f.slope), out=out[cell], casting="unsafe")
+            if f.intercept:
+                out[cell] += np.float32(f.intercept)
+            frame_times[cell] = t_s[i]
+            source_frames[cell] = (k, f.index + 1)
+        del px
+    frame_times = frame_times.reshape(shape)
+    per_t = frame_times.reshape(-1, nt, len(z_values))
+    times_s = np.nanmin(per_t, axis=(0, 2)) if not np.isnan(per_t).all() else np.full(nt, np.nan)
+
+    # Positions per slice (first frame found at that slice).
+    positions = np.zeros((len(z_values), 3))
+    for zc in range(len(z_values)):
+        positions[zc] = pos[np.flatnonzero(z_code == zc)[0]]
+    pm = frames[0].extra.get("_pixel_measures") or ref
+    pixel_spacing, thickness = pm.get("PixelSpacing"), pm.get("SliceThickness")
+    if pixel_spacing is None:
+        raise AssemblyError("(0028,0030) PixelSpacing missing (PS3.3 C.7.6.16.2.1)")
+    spacing = float(np.median(np.diff(z_values))) if len(z_values) > 1 else 0.0
+    geometry = Geometry(
+        ori,
+        positions,
+        np.array([float(v) for v in pixel_spacing]),
+        spacing,
+        float(thickness) if thickness is not None else None,
+        str(ref.get("FrameOfReferenceUID", "")),
+    )
+    time_sources = {f.extra.get("_time_source", "") for f in frames}
+    return Volume4D(
+        data=data,
+        times_s=times_s,
+        frame_times_s=frame_times,
+        start=start,
+        time_source=next(iter(time_sources)) if len(time_sources) == 1 else "/".join(sorted(time_sources)),
+        geometry=geometry,
+        extra_dims={k: np.array(v) for k, v in zip(extra_names, extra_values, strict=True)},
+        sop_instance_uids=[str(h.SOPInstanceUID) for h in headers],
+        source_frames=source_frames.reshape(*shape, 2),
+        series_instance_uid=str(ref.get("SeriesInstanceUID", "")),
+        sop_class_uid=str(ref.SOPClassUID),
+    )
+
+
+def _cell(names: list[str], axes: list[list[Any]], idx: tuple[Any, ...]) -> str:
+    parts = []
+    for n, a, i in zip(names, axes, idx, strict=True):
+        v = a[int(i)]
+        parts.append(f"z={v} mm" if n == "z" else f"{n}={v}")
+    return ", ".join(parts)

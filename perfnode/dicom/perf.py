@@ -1,0 +1,429 @@
+"""IHE PERF (CT/MR Perfusion Imaging with Contrast) profile checks → findings.
+
+Rules, from the IHE Radiology Technical Framework supplement (PERF, Rev. 1.1, TF-2) and DICOM PS3.3:
+
+- Image Type (0008,0008) and Frame Type (0008,9007) value 1 ORIGINAL, value 3 PERFUSION, in every frame
+  (TF-2 Table 4.8.4.1.2.5.2-1);
+- Temporal Position Index (0020,9128) in the Frame Content Sequence of every frame, R+
+  (TF-2 Table 4.8.4.1.2.5.2-2);
+- Dimension Index Pointers Stack ID, In-Stack Position Number, Temporal Position Index, in that order,
+  pointing into the Frame Content Sequence (TF-2 4.8.4.1.2.5.2); the Dimension Index Values agree with
+  the Frame Content values, no two frames share a cell, the grid is complete (PS3.3 C.7.6.17);
+- all perfusion images in a single Enhanced CT/MR instance (TF-2 4.8.4.1.2.5.2), a concatenation counting
+  as one (TF-2 4.16.4.2.2.7, PS3.3 C.7.6.16.2.2.4); Enhanced MR or Enhanced CT SOP class (TF-2 Table 4.8-6);
+- Contrast/Bolus Agent Sequence with its Administration Route Sequence, which displays must show
+  (TF-2 Table 4.16.4.2.2.7-1; a warning when absent).
+
+Frame-level defects are reported once per kind, naming the frames (``where``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from itertools import product
+
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from perfnode.dicom.concatenation import check_parts
+from perfnode.dicom.concatenation import groups as concatenation_groups
+from perfnode.dicom.findings import Finding, Severity
+from perfnode.dicom.groups import functional_groups
+
+ENHANCED = {
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+}
+CLASSIC = {"1.2.840.10008.5.1.4.1.1.4": "MR Image Storage", "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage"}
+
+R_TYPES = "IHE RAD TF-2 Table 4.8.4.1.2.5.2-1"
+R_TPI = "IHE RAD TF-2 Table 4.8.4.1.2.5.2-2"
+R_DIM = "IHE RAD TF-2 4.8.4.1.2.5.2"
+R_SINGLE = "IHE RAD TF-2 4.8.4.1.2.5.2"
+R_SOP = "IHE RAD TF-2 Table 4.8-6"
+R_DISPLAY = "IHE RAD TF-2 Table 4.16.4.2.2.7-1"
+R_VALUES = "PS3.3 C.7.6.17.1"
+
+FRAME_CONTENT = Tag("FrameContentSequence")
+REQUIRED_POINTERS = (Tag("StackID"), Tag("InStackPositionNumber"), Tag("TemporalPositionIndex"))
+
+
+def _kw(tag: int) -> str:
+    return keyword_for_tag(tag) or str(Tag(tag))
+
+
+def _frames(numbers: list[int], total: int) -> str:
+    shown = ", ".join(map(str, numbers[:8])) + (" …" if len(numbers) > 8 else "")
+    return f"frame{'s' if len(numbers) > 1 else ''} {shown} ({len(numbers)} of {total})"
+
+
+def is_perfusion_candidate(ds: Dataset) -> bool:
+    """Does ``ds`` present itself as a perfusion object (so that the PERF rules apply)?"""
+    it = list(ds.get("ImageType") or [])
+    if len(it) > 2 and it[2] == "PERFUSION":
+        return True
+    if any(
+        Tag(d.get("DimensionIndexPointer", 0)) == Tag("TemporalPositionIndex")
+        for d in ds.get("DimensionIndexSequence") or []
+    ):
+        return True
+    if ds.SOPClassUID in CLASSIC:
+        return ds.get("TemporalPositionIdentifier") is not None
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
+    ft = _frame_type(None, shared)
+    return ds.SOPClassUID in ENHANCED and bool(ft and len(ft) > 2 and ft[2] == "PERFUSION")
+
+
+def _frame_type(per_frame: Dataset | None, shared: Dataset) -> list[str] | None:
+    for src in (per_frame, shared):
+        if src is None:
+            continue
+        for kw in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence"):
+            seq = src.get(kw)
+            if seq and seq[0].get("FrameType") is not None:
+                return list(seq[0].FrameType)
+    return None
+
+
+def _values(where: str, attr: str, values: list[str] | None) -> list[Finding]:
+    rule = R_TYPES
+    if not values:
+        return [Finding.make(Severity.ERROR, attr, "absent", "ORIGINAL\\PRIMARY\\PERFUSION\\…", rule, where)]
+    out = []
+    if values[0] != "ORIGINAL":
+        out.append(
+            Finding.make(Severity.ERROR, attr, f"value 1 {values[0]}", "value 1 ORIGINAL", rule, where)
+        )
+    if len(values) < 3 or values[2] != "PERFUSION":
+        found = values[2] if len(values) > 2 else "absent"
+        out.append(Finding.make(Severity.ERROR, attr, f"value 3 {found}", "value 3 PERFUSION", rule, where))
+    return out
+
+
+def check_instance_header(ds: Dataset) -> list[Finding]:
+    """Rules about one instance's own header: SOP class, Image Type, dimension pointers, contrast."""
+    where = f"instance {ds.SOPInstanceUID}"
+    out: list[Finding] = []
+    if ds.SOPClassUID not in ENHANCED:
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "SOPClassUID",
+                f"{ds.SOPClassUID} ({ds.SOPClassUID.name})",
+                "Enhanced MR or Enhanced CT Image Storage",
+                R_SOP,
+                where,
+            )
+        )
+        return out
+    out += _values(where, "ImageType", list(ds.get("ImageType") or []))
+    out += _pointers(ds, where)
+    agents = ds.get("ContrastBolusAgentSequence")
+    if not agents:
+        out.append(
+            Finding.make(
+                Severity.WARNING,
+                "ContrastBolusAgentSequence",
+                "absent",
+                "the contrast agent, for display",
+                R_DISPLAY,
+                where,
+            )
+        )
+    else:
+        for i, a in enumerate(agents, start=1):
+            if not a.get("ContrastBolusAdministrationRouteSequence"):
+                out.append(
+                    Finding.make(
+                        Severity.WARNING,
+                        "ContrastBolusAdministrationRouteSequence",
+                        "absent",
+                        "the administration route, for display",
+                        R_DISPLAY,
+                        f"{where}, agent item {i}",
+                    )
+                )
+    return out
+
+
+def _pointers(ds: Dataset, where: str) -> list[Finding]:
+    seq = ds.get("DimensionIndexSequence")
+    expected = " → ".join(_kw(t) for t in REQUIRED_POINTERS)
+    if not seq:
+        return [Finding.make(Severity.ERROR, "DimensionIndexSequence", "absent", expected, R_DIM, where)]
+    out = []
+    pointers = [Tag(d.get("DimensionIndexPointer", 0)) for d in seq]
+    head = pointers[:3]
+    missing = [t for t in REQUIRED_POINTERS if t not in pointers]
+    for t in missing:
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "DimensionIndexPointer",
+                f"no pointer to {_kw(t)} {t}",
+                f"pointers {expected}",
+                R_DIM,
+                where,
+            )
+        )
+    if not missing and head != list(REQUIRED_POINTERS):
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "DimensionIndexPointer",
+                " → ".join(_kw(t) for t in pointers),
+                f"{expected} first, in that order",
+                R_DIM,
+                where,
+            )
+        )
+    for i, d in enumerate(seq, start=1):
+        p = Tag(d.get("DimensionIndexPointer", 0))
+        g = d.get("FunctionalGroupPointer")
+        if p in REQUIRED_POINTERS and (g is None or Tag(g) != FRAME_CONTENT):
+            found = f"{_kw(g)} {Tag(g)}" if g is not None else "absent"
+            out.append(
+                Finding.make(
+                    Severity.ERROR,
+                    "FunctionalGroupPointer",
+                    f"{found} for {_kw(p)}",
+                    f"FrameContentSequence {FRAME_CONTENT}",
+                    R_DIM,
+                    f"{where}, dimension item {i}",
+                )
+            )
+    return out
+
+
+def check_object(parts: list[Dataset], grid: bool = True) -> list[Finding]:
+    """All rules for one object: a single instance, or the parts of one concatenation.
+
+    ``grid=False`` leaves the completeness of the (position × time) grid to the caller (when a series
+    holds several objects, the grid is judged over all of them)."""
+    out: list[Finding] = []
+    for p in parts:
+        out += check_instance_header(p)
+    if parts[0].SOPClassUID not in ENHANCED:
+        return out
+    if len(parts) > 1 or parts[0].get("ConcatenationUID"):
+        out += check_parts(parts)
+    findings, cells, where = _frame_rules(parts)
+    out += findings
+    if grid and cells:
+        out += _grid(cells, where)
+    return out
+
+
+def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[int]], str]:
+    """Frame Type, Temporal Position Index, Dimension Index Values, duplicates and grid, over all parts."""
+    parts = sorted(parts, key=lambda p: int(p.get("InConcatenationNumber") or 0))
+    where0 = (
+        f"instance {parts[0].SOPInstanceUID}"
+        if len(parts) == 1
+        else f"concatenation of {parts[0].get('SOPInstanceUIDOfConcatenationSource', '')}"
+    )
+    pointers = [Tag(d.get("DimensionIndexPointer", 0)) for d in parts[0].get("DimensionIndexSequence") or []]
+    bad_type: dict[str, list[int]] = defaultdict(list)
+    no_tpi: list[int] = []
+    mismatch: dict[str, list[int]] = defaultdict(list)
+    cells: dict[tuple, list[int]] = defaultdict(list)
+    stack_index: dict[str, set[int]] = defaultdict(set)
+    n = 0
+    for p in parts:
+        fg = functional_groups(p)
+        offset = int(p.get("ConcatenationFrameOffsetNumber") or 0) if len(parts) > 1 else 0
+        for i in range(len(fg)):
+            n += 1
+            frame_no = offset + i + 1
+            ft = fg.value(i, "MRImageFrameTypeSequence", "FrameType") or fg.value(
+                i, "CTImageFrameTypeSequence", "FrameType"
+            )
+            for f in _values("", "FrameType", [ft] if isinstance(ft, str) else (list(ft) if ft else None)):
+                bad_type[f.found].append(frame_no)
+            tpi = fg.value(i, "FrameContentSequence", "TemporalPositionIndex")
+            pos_no = fg.value(i, "FrameContentSequence", "InStackPositionNumber")
+            stack = fg.value(i, "FrameContentSequence", "StackID")
+            if tpi is None:
+                no_tpi.append(frame_no)
+            raw_div = fg.value(i, "FrameContentSequence", "DimensionIndexValues")
+            div = [int(raw_div)] if isinstance(raw_div, int) else [int(v) for v in raw_div or []]
+            if pointers and len(div) != len(pointers):
+                mismatch[f"{len(div)} values for {len(pointers)} pointers"].append(frame_no)
+            else:
+                for ptr, v in zip(pointers, div, strict=False):
+                    if ptr == Tag("InStackPositionNumber") and pos_no != v:
+                        mismatch[f"InStackPositionNumber {pos_no} vs index {v}"].append(frame_no)
+                    elif ptr == Tag("TemporalPositionIndex") and tpi is not None and tpi != v:
+                        mismatch[f"TemporalPositionIndex {tpi} vs index {v}"].append(frame_no)
+                    elif ptr == Tag("StackID"):
+                        stack_index[str(stack)].add(int(v))
+            key = (str(stack), pos_no, tpi, *div[3:])
+            cells[key].append(frame_no)
+    out: list[Finding] = []
+    for found, frames in bad_type.items():
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "FrameType",
+                found,
+                "value 1 ORIGINAL" if "value 1" in found else "value 3 PERFUSION",
+                R_TYPES,
+                f"{where0}, {_frames(frames, n)}",
+            )
+        )
+    if no_tpi:
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "TemporalPositionIndex",
+                "absent",
+                "present in the Frame Content Sequence of every frame (R+)",
+                R_TPI,
+                f"{where0}, {_frames(no_tpi, n)}",
+            )
+        )
+    for found, frames in mismatch.items():
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "DimensionIndexValues",
+                found,
+                "the Frame Content value of the attribute each pointer names",
+                R_VALUES,
+                f"{where0}, {_frames(frames, n)}",
+            )
+        )
+    for sid, idx in stack_index.items():
+        if len(idx) > 1:
+            out.append(
+                Finding.make(
+                    Severity.ERROR,
+                    "DimensionIndexValues",
+                    f"Stack ID {sid} → indices {sorted(idx)}",
+                    "one index per Stack ID",
+                    R_VALUES,
+                    where0,
+                )
+            )
+    dupes = {k: v for k, v in cells.items() if len(v) > 1}
+    for k, frames in list(dupes.items())[:5]:
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "DimensionIndexValues",
+                f"(stack, position, time{', …' * (len(k) > 3)}) {k} in {len(frames)} frames",
+                "each cell in one frame",
+                R_VALUES,
+                f"{where0}, {_frames(frames, n)}",
+            )
+        )
+    return out, ({} if no_tpi else dict(cells)), where0
+
+
+def _grid(cells: dict[tuple, list[int]], where: str) -> list[Finding]:
+    by_stack: dict[str, set[tuple]] = defaultdict(set)
+    for k in cells:
+        by_stack[k[0]].add(k[1:])
+    out = []
+    for sid, keys in by_stack.items():
+        axes = [
+            sorted({k[i] for k in keys}, key=lambda v: (v is None, v)) for i in range(len(next(iter(keys))))
+        ]
+        if all(isinstance(v, int) for v in axes[1]):  # time points 1..max, so whole missing ones are named
+            axes[1] = list(range(1, max(axes[1]) + 1))
+        missing = [c for c in product(*axes) if c not in keys]
+        if missing:
+            shown = "; ".join(
+                f"position {c[0]}, time {c[1]}" + (f", other {c[2:]}" if len(c) > 2 else "")
+                for c in missing[:6]
+            )
+            out.append(
+                Finding.make(
+                    Severity.ERROR,
+                    "DimensionIndexValues",
+                    f"{len(missing)} cell(s) of the {' × '.join(str(len(a)) for a in axes)} grid "
+                    f"missing: {shown}{' …' if len(missing) > 6 else ''}",
+                    "a frame for every position at every time point",
+                    R_VALUES,
+                    f"{where}, stack {sid}",
+                )
+            )
+    return out
+
+
+def check_series(headers: Iterable[Dataset]) -> list[Finding]:
+    """PERF findings for one series (any mix of instances; concatenations are checked as one object)."""
+    headers = list(headers)
+    candidates = [h for h in headers if is_perfusion_candidate(h)]
+    out: list[Finding] = []
+    for h in headers:
+        if h not in candidates:
+            out.append(
+                Finding.make(
+                    Severity.INFO,
+                    "ImageType",
+                    "\\".join(h.get("ImageType") or []) or "absent",
+                    "a perfusion object (value 3 PERFUSION) for the PERF rules to apply",
+                    R_TYPES,
+                    f"instance {h.SOPInstanceUID}: not checked",
+                )
+            )
+    concat = concatenation_groups(candidates)
+    in_concat = {id(p) for parts in concat.values() for p in parts}
+    objects = list(concat.values()) + [[h] for h in candidates if id(h) not in in_concat]
+    classic = [o for o in objects if o[0].SOPClassUID not in ENHANCED]
+    enhanced = [o for o in objects if o[0].SOPClassUID in ENHANCED]
+    for o in enhanced:
+        out += check_object(o, grid=len(enhanced) == 1)
+    if len(enhanced) > 1:
+        cells: dict[tuple, list[int]] = defaultdict(list)
+        for o in enhanced:
+            for k, v in _frame_rules(o)[1].items():
+                cells[k] += v
+        if cells:
+            out += _grid(cells, f"series {headers[0].get('SeriesInstanceUID', '')}")
+    if classic:
+        uids = sorted({o[0].SOPClassUID.name for o in classic})
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "SOPClassUID",
+                f"{len(classic)} classic image(s): {', '.join(uids)}",
+                "one Enhanced MR or Enhanced CT instance",
+                R_SOP,
+                f"series {headers[0].get('SeriesInstanceUID', '')}",
+            )
+        )
+    if len(enhanced) > 1:
+        out.append(
+            Finding.make(
+                Severity.ERROR,
+                "SOPInstanceUID",
+                f"{len(enhanced)} separate Enhanced instances",
+                "all perfusion images in a single instance (or one concatenation)",
+                R_SINGLE,
+                f"series {headers[0].get('SeriesInstanceUID', '')}",
+            )
+        )
+    return out
+
+
+def check_dataset(ds: Dataset) -> list[Finding]:
+    """PERF findings for one instance on its own, as the node stores it.
+
+    A part of a concatenation, or an instance holding a single time point, is checked for its own header
+    and frames only; the completeness of the concatenation and of the grid, and the single-instance
+    rule, are questions for the whole series (:func:`check_series`).
+    """
+    if not is_perfusion_candidate(ds):
+        return []
+    out = check_instance_header(ds)
+    if ds.SOPClassUID in ENHANCED:
+        findings, cells, where = _frame_rules([ds])
+        out += findings
+        one_time_point = len({k[2] for k in cells}) == 1  # likely one instance per time point
+        if cells and not ds.get("ConcatenationUID") and not one_time_point:
+            out += _grid(cells, where)
+    return out

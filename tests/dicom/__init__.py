@@ -1,0 +1,19 @@
+"""Tests of perfnode/dicom: PERF checks, concatenations, 4-D assembly, findings in the index."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def sample(name: str) -> str:
+    """Path of one of pydicom's real sample files (package pydicom-data), or skip."""
+    import warnings
+
+    from pydicom.data import get_testdata_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name}: pydicom-data not installed (pip install pydicom-data)")
+    return str(path)
