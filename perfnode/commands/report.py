@@ -1,0 +1,134 @@
+"""``perfnode report SERIES_OR_PATH --out DIR``: an HTML QC report (curves, maps, findings, provenance)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from perfnode.config import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "report",
+        help="write an HTML report of one series: curves, maps, protocol and data-quality findings",
+        description="Check one series against the recommended protocol (ESR) and for data quality, fit the "
+        "perfusion model where one applies, and write DIR/index.html with its pictures.",
+    )
+    p.add_argument(
+        "target",
+        metavar="SERIES_OR_PATH",
+        help="a folder or file of DICOM instances (other series there count as the study), "
+        "or a Series Instance UID stored in the archive",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for index.html, PNGs and qc.json")
+    p.add_argument(
+        "--series", metavar="UID", help="which series of the folder (default: the one with most frames)"
+    )
+    p.add_argument(
+        "--technique",
+        choices=["dsc", "dce", "asl", "ivim", "ctp"],
+        help="technique (default: recognised from the header)",
+    )
+    p.add_argument(
+        "--protocols",
+        action="append",
+        metavar="DIR",
+        help="a site's rule files (*.toml) adding to or overriding the shipped rules by id "
+        '(repeatable; also [qc] protocols = "DIR" in the config file)',
+    )
+    p.add_argument(
+        "--fact",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a fact the header does not hold, e.g. hemodynamic_impairment=yes, dce_purpose=perfusion",
+    )
+    p.add_argument("--no-fit", action="store_true", help="do not run a perfusion model")
+    p.add_argument("--config", metavar="FILE", help="TOML settings ([node] data/database, [qc] protocols)")
+    p.add_argument("--data", metavar="DIR", help="the archive's data folder (for a Series Instance UID)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _archive_files(settings, series_uid: str) -> tuple[list[Path], list[Path]]:
+    """Files of a stored series, and one file of each other series of its study."""
+    from sqlalchemy import select
+
+    from perfnode.archive.db import Database
+    from perfnode.archive.models import Instance, Series
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            series = s.execute(
+                select(Series).where(Series.series_instance_uid == series_uid)
+            ).scalar_one_or_none()
+            if series is None:
+                return [], []
+            files = [
+                settings.data / r
+                for r in s.execute(
+                    select(Instance.path)
+                    .where(Instance.series_fk == series.id)
+                    .order_by(Instance.instance_number, Instance.id)
+                ).scalars()
+            ]
+            others = (
+                s.execute(select(Series.id).where(Series.study_fk == series.study_fk, Series.id != series.id))
+                .scalars()
+                .all()
+            )
+            study = [
+                settings.data / p
+                for sid in others
+                for p in s.execute(select(Instance.path).where(Instance.series_fk == sid).limit(1)).scalars()
+            ]
+    finally:
+        db.dispose()
+    return files, study
+
+
+def run(args: argparse.Namespace) -> int:
+    from perfnode.qc.rules import RuleError
+    from perfnode.qc.series import report_files
+
+    settings = load_settings(args.config, data=args.data)
+    protocols = list(args.protocols or [])
+    if configured := settings.section("qc").get("protocols"):
+        protocols.insert(0, configured)
+    target = Path(args.target)
+    if target.exists():
+        paths, study, series_uid = [target], [], args.series
+    else:
+        paths, study = _archive_files(settings, args.target)
+        series_uid = args.target
+        if not paths:
+            print(
+                f"perfnode report: {args.target}: no such file, folder or stored series "
+                f"(archive {settings.database_url})",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        page, analysis = report_files(
+            paths,
+            args.out,
+            series_uid=series_uid,
+            study_paths=study,
+            technique=args.technique,
+            protocols=protocols or None,
+            given=args.fact,
+            run_fit=not args.no_fit,
+        )
+    except (RuleError, ValueError) as exc:
+        print(f"perfnode report: {exc}", file=sys.stderr)
+        return 2
+    qc = analysis.qc
+    for f in qc.findings:
+        print(f)
+    print(
+        f"{qc.technique or 'unknown technique'}: {len(qc.protocol)} protocol and {len(qc.quality)} "
+        f"data-quality finding(s); report: {page}"
+    )
+    return 0
