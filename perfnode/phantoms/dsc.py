@@ -27,7 +27,7 @@ from perfnode.phantoms.common import (
 
 RHO_G_PER_ML = 1.04
 KH = (1 - 0.45) / (1 - 0.25)  # large-vessel / capillary haematocrit correction
-K_R2STAR_PER_S_PER_MM = 1.0  # ΔR2* per unit concentration (arbitrary units, linear)
+K_R2STAR_PER_S_PER_MM = 10.0  # ΔR2* per mM (linear; arterial peak 80 /s, grey-matter peak ≈ 3 /s at TE 30 ms)
 PROTOCOL = {
     "modality": "MR",
     "te_ms": 30.0,
