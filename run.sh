@@ -20,6 +20,8 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   # Headless Chromium for the report screenshot test.
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
+# Orthanc, a peer for benchmarks/ingest.py.
+if [ "${1:-}" = bench ]; then command -v Orthanc >/dev/null 2>&1 || need_apt+=(orthanc); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "run.sh: installing Debian packages: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -30,3 +30,25 @@ def node_factory(tmp_path) -> Iterator:
 def node(node_factory) -> Node:
     """One running ``perfnode serve`` (SQLite + temporary folder)."""
     return node_factory()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the whole session (skips when PostgreSQL is not installed)."""
+    from tests.pg import start_pg
+
+    server = start_pg()
+    if server is None:
+        pytest.skip("PostgreSQL server binaries not installed (./run.sh test installs them)")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """SQLAlchemy URL of a fresh, empty database on the session's PostgreSQL server."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    return pg_server.createdb(name)

@@ -70,7 +70,7 @@ class Node:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
         logf.close()
-        wait_for_port(self.port, proc=self.proc)
+        wait_for_port(self.port, timeout=90, proc=self.proc)  # slow start on a loaded 2-core machine
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:

@@ -20,3 +20,6 @@ class NodeContext:
     #: Called after an instance is durably stored and acknowledged, off the network thread:
     #: ``hook(ctx, instance_row_id, absolute_file_path)``. Errors are logged, never fatal.
     after_store: list[Callable[[NodeContext, int, Path], None]] = field(default_factory=list)
+    #: Set by the running server: ``run_after_store(instance_row_id, absolute_file_path)`` schedules
+    #: the ``after_store`` hooks in its thread pool. ``None`` outside a server (hooks are not run).
+    run_after_store: Callable[[int, Path], None] | None = None

@@ -1,0 +1,54 @@
+"""``perfnode serve``: run the DICOM node until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+
+from perfnode.config import load_settings
+
+
+def add_node_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by commands that need the node's settings (``--config``, ``--peer`` …)."""
+    p.add_argument("--config", metavar="FILE", help="TOML file: [node] settings and [peers.AE] table")
+    p.add_argument("--ae-title", help="our AE title (default PERFNODE)")
+    p.add_argument("--peer", action="append", metavar="AE=host:port", help="a known peer (repeatable)")
+
+
+def settings_from(args: argparse.Namespace, **extra):
+    return load_settings(args.config, ae_title=args.ae_title, peers=args.peer, **extra)
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="run the DICOM node (C-ECHO, C-STORE, … SCP)",
+                       description="Run the DICOM node until SIGTERM/SIGINT.")
+    add_node_options(p)
+    p.add_argument("--port", type=int, help="TCP port to listen on (default 11112)")
+    p.add_argument("--host", help="address to bind (default: all interfaces)")
+    p.add_argument("--data", metavar="DIR", help="data folder (default ./perfnode-data)")
+    p.add_argument("--database", metavar="URL",
+                   help="SQLAlchemy URL of the index (default: SQLite file in the data folder; "
+                        "postgresql+psycopg://user@host/db works)")
+    p.add_argument("--max-associations", type=int, help="concurrent associations (default 16)")
+    p.add_argument("--acse-timeout", type=float, metavar="S", help="association negotiation timeout (30)")
+    p.add_argument("--dimse-timeout", type=float, metavar="S", help="DIMSE message timeout (60)")
+    p.add_argument("--network-timeout", type=float, metavar="S", help="idle network timeout (60)")
+    p.add_argument("--max-pdu", type=int, metavar="BYTES",
+                   help="maximum PDU length we receive (default 262144; 0 = unlimited)")
+    p.add_argument("--require-known-peers", action="store_true", default=None,
+                   help="refuse associations from calling AE titles not in the AE table")
+    p.add_argument("--duplicate-policy", choices=["reject", "replace"],
+                   help="same SOP Instance UID with different bytes: reject (default) or replace")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from perfnode.net.server import run_server
+
+    settings = settings_from(
+        args, port=args.port, host=args.host, data=args.data, database=args.database,
+        max_associations=args.max_associations, acse_timeout=args.acse_timeout,
+        dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
+        require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy)
+    run_server(settings)
+    return 0
