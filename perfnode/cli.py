@@ -20,6 +20,15 @@ COMMANDS = [
     "serve",
     "echo",
     "send",
+    "find",
+    "move",
+    "get",
+    "commit",
+    "check",
+    "phantom",
+    "report",
+    "maps",
+    "jobs",
 ]
 
 

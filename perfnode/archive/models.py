@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UID = String(64)
@@ -144,3 +144,74 @@ class SentObject(Base):
     sent_at: Mapped[datetime] = mapped_column(DateTime)
 
     job: Mapped[Job] = relationship(back_populates="sent")
+
+
+# --- storage commitment: requests and per-instance results (migration 0002_commitment) --------
+
+#: C-FIND person-name matching is ``lower(patient_name) LIKE 'pattern'`` (perfnode.archive.query);
+#: on PostgreSQL this index serves prefix patterns whatever the database collation.
+Index("ix_patients_patient_name_lower", func.lower(Patient.patient_name).label("patient_name_lower"),
+      postgresql_ops={"patient_name_lower": "varchar_pattern_ops"})
+
+
+
+class CommitmentRequest(Base):
+    """A Storage Commitment Push Model request (N-ACTION), kept until its report is delivered."""
+
+    __tablename__ = "commitment_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_uid: Mapped[str] = mapped_column(UID, unique=True)
+    #: Calling AE title of the requester; the report goes to this AE from the AE table.
+    requester_ae: Mapped[str] = mapped_column(String(16))
+    requester_address: Mapped[str] = mapped_column(String(64), default="")
+    #: "pending" (report not yet delivered) or "delivered".
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    #: When the instances were checked (files re-hashed); None = not yet.
+    evaluated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    items: Mapped[list[CommitmentItem]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", order_by="CommitmentItem.id")
+
+
+class CommitmentItem(Base):
+    """One referenced SOP instance of a commitment request and its outcome."""
+
+    __tablename__ = "commitment_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_fk: Mapped[int] = mapped_column(
+        ForeignKey("commitment_requests.id", ondelete="CASCADE"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    sop_instance_uid: Mapped[str] = mapped_column(UID)
+    #: None = committed (success); else the PS3.4 Failure Reason (0x0110, 0x0112, 0x0119 …).
+    failure_reason: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    request: Mapped[CommitmentRequest] = relationship(back_populates="items")
+
+
+# --- PERF profile findings per stored instance (migration 0003_findings; perfnode/archive/findings.py) ---
+
+
+class InstanceFinding(Base):
+    """One finding (``perfnode.dicom.findings.Finding``) about a stored instance."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_fk: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    #: Which checks made it: "perf" (IHE PERF profile); "qc" and others may follow.
+    section: Mapped[str] = mapped_column(String(32), default="perf")
+    severity: Mapped[str] = mapped_column(String(8), index=True)
+    tag: Mapped[str] = mapped_column(String(11), default="")
+    keyword: Mapped[str] = mapped_column(String(64), default="")
+    found: Mapped[str] = mapped_column(Text, default="")
+    expected: Mapped[str] = mapped_column(Text, default="")
+    rule: Mapped[str] = mapped_column(String(128), default="")
+    where: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)

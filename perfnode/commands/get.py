@@ -1,0 +1,45 @@
+"""``perfnode get PACS -l SERIES -k … --out DIR``: C-GET objects from another PACS into a folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from perfnode.commands.find import add_query_options, parse_keys
+from perfnode.commands.move import report
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "get",
+        help="retrieve objects from another PACS into a folder (C-GET)",
+        description="C-GET: the objects come back on the same association and are written to "
+        "--out as <SOPInstanceUID>.dcm (send them on with `perfnode send`).",
+    )
+    add_query_options(p)
+    p.add_argument("--out", default="retrieved", metavar="DIR", help="output folder (default ./retrieved)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from perfnode.commands.serve import settings_from
+    from perfnode.net.client import AssociationFailed, parse_target
+    from perfnode.net.qr_client import get
+
+    settings = settings_from(args)
+    peer = parse_target(args.target, settings)
+    try:
+        result = get(
+            peer,
+            settings,
+            args.level,
+            parse_keys(args.key),
+            Path(args.out),
+            "PATIENT" if args.patient_root else "STUDY",
+        )
+    except AssociationFailed as exc:
+        print(f"perfnode get: {exc}", file=sys.stderr)
+        return 1
+    return report(f"C-GET into {args.out}", result, args.json)

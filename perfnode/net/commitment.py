@@ -1,0 +1,278 @@
+"""Storage Commitment Push Model SCP (PS3.4 Annex J; IHE RAD-10).
+
+* N-ACTION (Action Type 1): the request is validated, stored durably in the index and only
+  then answered with Success; the worker is woken.
+* A background worker checks the instances (:func:`perfnode.archive.commitment.evaluate`) and
+  sends the N-EVENT-REPORT on a new association to the requester's AE from the AE table, with
+  SCP/SCU role selection (perfnode is the association requestor but the SCP of the SOP class).
+  Undelivered reports are retried with exponential backoff, also after a restart.
+
+With ``same_association = true`` the report is first tried on the N-ACTION's association if it is
+still open (falling back to a new one).
+
+Settings (``[commitment]`` table): ``retry_base_s`` (2), ``retry_max_s`` (300), ``poll_s`` (1),
+``same_association`` (false).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import StorageCommitmentPushModel
+
+from perfnode.archive import commitment as store
+from perfnode.config import Peer, Settings
+from perfnode.net.context import NodeContext
+from perfnode.net.server import Context
+from perfnode.net.status import (
+    MISSING_ATTRIBUTE,
+    NO_SUCH_ACTION_TYPE,
+    PROCESSING_FAILURE,
+    SUCCESS,
+    status_dataset,
+)
+
+log = logging.getLogger("perfnode.commitment")
+
+TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+class DeliveryFailed(RuntimeError):
+    """The N-EVENT-REPORT could not be delivered (no association, or a non-success status)."""
+
+
+def contexts(settings: Settings) -> list[Context]:
+    return [Context(str(StorageCommitmentPushModel), TRANSFER_SYNTAXES)]
+
+
+def parse_request(ds: Dataset) -> tuple[str, list[tuple[str, str]]]:
+    """Transaction UID and (class, instance) references; ValueError names a missing attribute."""
+    uid = str(ds.get("TransactionUID", "") or "").strip()
+    if not uid:
+        raise ValueError("(0008,1195) TransactionUID: missing or empty (PS3.4 J.3.2.1.1, Type 1)")
+    seq = ds.get("ReferencedSOPSequence")
+    if not seq:
+        raise ValueError("(0008,1199) ReferencedSOPSequence: missing or empty (PS3.4 J.3.2.1.1, Type 1)")
+    refs = []
+    for n, item in enumerate(seq, 1):
+        cls = str(item.get("ReferencedSOPClassUID", "") or "").strip()
+        inst = str(item.get("ReferencedSOPInstanceUID", "") or "").strip()
+        if not cls or not inst:
+            which = "(0008,1150) ReferencedSOPClassUID" if not cls else "(0008,1155) ReferencedSOPInstanceUID"
+            raise ValueError(f"{which}: missing in item {n} of (0008,1199) ReferencedSOPSequence (Type 1)")
+        refs.append((cls, inst))
+    return uid, refs
+
+
+#: request id → the N-ACTION's association, when reports may go back on it (``same_association``).
+_OPEN: dict[int, Any] = {}
+
+
+def send_on(assoc: Any, rep: store.Report, retrieve_ae: str) -> None:
+    """N-EVENT-REPORT on the requester's own, still open association (pynetdicom pauses its reactor)."""
+    if not assoc.is_established:
+        raise DeliveryFailed("the N-ACTION association is closed")
+    status, _ = assoc.send_n_event_report(
+        report_dataset(rep, retrieve_ae),
+        rep.event_type,
+        StorageCommitmentPushModel,
+        store.WELL_KNOWN_INSTANCE,
+    )
+    code = int(status.get("Status", -1)) if status is not None and "Status" in status else -1
+    if code != SUCCESS:
+        raise DeliveryFailed(f"N-EVENT-REPORT on the same association: status 0x{code & 0xFFFF:04X}")
+
+
+def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[Any, Dataset | None]:
+    """EVT_N_ACTION: store the request, answer at once; the report follows from the worker."""
+    req = event.request
+    requester = str(event.assoc.requestor.ae_title or "").strip()
+    if int(req.ActionTypeID or 0) != 1:
+        return status_dataset(
+            NO_SUCH_ACTION_TYPE,
+            f"Action Type ID {req.ActionTypeID}: only 1 (Request Storage Commitment) exists (PS3.4 J.3.2)",
+        ), None
+    try:
+        uid, refs = parse_request(event.action_information)
+    except ValueError as exc:
+        log.warning("N-ACTION from %s refused: %s", requester, exc)
+        return status_dataset(MISSING_ATTRIBUTE, str(exc)), None
+    if requester not in ctx.settings.peers:
+        msg = f"calling AE {requester!r} is not in the AE table: the report could not be delivered"
+        log.warning("storage commitment %s refused: %s", uid, msg)
+        return status_dataset(PROCESSING_FAILURE, msg), None
+    try:
+        request_id = store.record_request(ctx.db, uid, requester, str(event.assoc.requestor.address), refs)
+    except store.DuplicateTransaction as exc:
+        log.warning("storage commitment refused: %s", exc)
+        return status_dataset(PROCESSING_FAILURE, str(exc)), None
+    log.info(
+        "storage commitment %s from %s: %d instances (request %d)", uid, requester, len(refs), request_id
+    )
+    if ctx.settings.section("commitment").get("same_association", False):
+        _OPEN[request_id] = event.assoc  # the worker tries this association first
+    wake.set()
+    return SUCCESS, None
+
+
+def report_dataset(rep: store.Report, retrieve_ae: str) -> Dataset:
+    ds = Dataset()
+    ds.TransactionUID = rep.transaction_uid
+    if rep.successes:
+        ds.RetrieveAETitle = retrieve_ae
+        items = []
+        for cls, inst in rep.successes:
+            it = Dataset()
+            it.ReferencedSOPClassUID, it.ReferencedSOPInstanceUID = cls, inst
+            items.append(it)
+        ds.ReferencedSOPSequence = items
+    if rep.failures:
+        items = []
+        for cls, inst, reason in rep.failures:
+            it = Dataset()
+            it.ReferencedSOPClassUID, it.ReferencedSOPInstanceUID, it.FailureReason = cls, inst, reason
+            items.append(it)
+        ds.FailedSOPSequence = items
+    return ds
+
+
+def send_report(settings: Settings, peer: Peer, rep: store.Report) -> None:
+    """N-EVENT-REPORT on a new association; perfnode proposes the SCP role (PS3.4 J.3.3)."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = (
+        settings.acse_timeout,
+        settings.dimse_timeout,
+        settings.network_timeout,
+    )
+    ae.add_requested_context(StorageCommitmentPushModel, list(TRANSFER_SYNTAXES))
+    role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, ext_neg=[role])
+    if not assoc.is_established:
+        raise DeliveryFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    try:
+        if not any(cx.as_scp for cx in assoc.accepted_contexts):
+            raise DeliveryFailed(
+                f"{peer.ae_title} did not accept perfnode as Storage Commitment SCP "
+                "(SCP/SCU role selection refused)"
+            )
+        status, _ = assoc.send_n_event_report(
+            report_dataset(rep, settings.ae_title),
+            rep.event_type,
+            StorageCommitmentPushModel,
+            store.WELL_KNOWN_INSTANCE,
+        )
+        code = int(status.get("Status", -1)) if status is not None else -1
+        if code != SUCCESS:
+            raise DeliveryFailed(
+                f"{peer.ae_title} answered the N-EVENT-REPORT with status 0x{code & 0xFFFF:04X}"
+            )
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+class Worker:
+    """Evaluates pending requests and delivers their reports, retrying with exponential backoff."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        cfg = ctx.settings.section("commitment")
+        self.ctx = ctx
+        self.base_s = float(cfg.get("retry_base_s", 2.0))
+        self.max_s = float(cfg.get("retry_max_s", 300.0))
+        self.poll_s = float(cfg.get("poll_s", 1.0))
+        self.wake = threading.Event()
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, name="stgcmt-reports", daemon=True)
+
+    def start(self) -> Callable[[], None]:
+        self.thread.start()
+        return self.stop
+
+    def stop(self) -> None:
+        self._stop = True
+        self.wake.set()
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the worker must outlive a database hiccup
+                log.exception("storage commitment worker iteration failed")
+            self.wake.wait(self.poll_s)
+            self.wake.clear()
+
+    def run_once(self) -> None:
+        for request_id, evaluated in store.due(self.ctx.db):
+            if self._stop:
+                return
+            if not evaluated:
+                store.evaluate(self.ctx.db, self.ctx.storage, request_id)
+            rep = store.report(self.ctx.db, request_id)
+            same = _OPEN.pop(request_id, None)
+            if same is not None:
+                try:
+                    send_on(same, rep, self.ctx.settings.ae_title)
+                    store.mark_delivered(self.ctx.db, request_id)
+                    log.info(
+                        "storage commitment report %s delivered on the same association", rep.transaction_uid
+                    )
+                    continue
+                except Exception as exc:  # noqa: BLE001 - fall back to a new association
+                    log.info(
+                        "report %s not sent on the same association (%s); opening a new one",
+                        rep.transaction_uid,
+                        exc,
+                    )
+            try:
+                peer = self.ctx.settings.peer(rep.requester_ae)
+                send_report(self.ctx.settings, peer, rep)
+            except Exception as exc:  # noqa: BLE001 - any delivery problem: retry later
+                delay = store.mark_failed(self.ctx.db, request_id, str(exc), self.base_s, self.max_s)
+                log.warning(
+                    "storage commitment report %s to %s not delivered (%s); retry in %.1f s",
+                    rep.transaction_uid,
+                    rep.requester_ae,
+                    exc,
+                    delay,
+                )
+                continue
+            store.mark_delivered(self.ctx.db, request_id)
+            log.info(
+                "storage commitment report %s delivered to %s: %d committed, %d failed",
+                rep.transaction_uid,
+                rep.requester_ae,
+                len(rep.successes),
+                len(rep.failures),
+            )
+
+
+_workers: dict[int, Worker] = {}
+
+
+def _worker(ctx: NodeContext) -> Worker:
+    if id(ctx) not in _workers:
+        _workers[id(ctx)] = Worker(ctx)
+    return _workers[id(ctx)]
+
+
+def handlers(ctx: NodeContext) -> list[tuple[Any, Callable]]:
+    return [(evt.EVT_N_ACTION, partial(handle_action, ctx=ctx, wake=_worker(ctx).wake))]
+
+
+def start(ctx: NodeContext) -> Callable[[], None]:
+    worker = _worker(ctx)
+    stop = worker.start()
+
+    def stop_and_forget() -> None:
+        stop()
+        _workers.pop(id(ctx), None)
+
+    return stop_and_forget

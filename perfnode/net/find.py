@@ -1,0 +1,109 @@
+"""Query/Retrieve C-FIND SCP (Patient Root and Study Root; PS3.4 C.4.1): a thin handler.
+
+Matching lives in :mod:`perfnode.archive.query`; this module picks the information model from
+the presentation context, turns :class:`~perfnode.archive.query.QueryError` into a status,
+sets Specific Character Set / Retrieve AE Title on each response, and honours C-CANCEL between
+responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, QueryError, needs_unicode
+from perfnode.config import Settings
+from perfnode.net.context import NodeContext
+from perfnode.net.server import Context
+from perfnode.net.status import (
+    CANCEL,
+    IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+    PENDING,
+    PENDING_OPTIONAL_KEYS_NOT_SUPPORTED,
+    UNABLE_TO_PROCESS,
+    status_dataset,
+)
+
+log = logging.getLogger("perfnode.find")
+
+_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC"}
+TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+ROOTS = {
+    str(PatientRootQueryRetrieveInformationModelFind): PATIENT_ROOT,
+    str(StudyRootQueryRetrieveInformationModelFind): STUDY_ROOT,
+}
+
+
+def contexts(settings: Settings) -> list[Context]:
+    return [Context(uid, TRANSFER_SYNTAXES) for uid in ROOTS]
+
+
+def query_status(exc: Exception) -> Dataset:
+    """Status for a refused identifier (0xA900 mismatch, 0xC000 unable to process)."""
+    if isinstance(exc, QueryError) and exc.kind == "mismatch":
+        return status_dataset(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc))
+    return status_dataset(UNABLE_TO_PROCESS, str(exc) if isinstance(exc, QueryError) else type(exc).__name__)
+
+
+def response_charset(requested: Any, ds: Dataset) -> str | list[str] | None:
+    """The Specific Character Set for a response: the requester's if it can carry the text, else UTF-8."""
+    if not requested:
+        req: list[str] = []
+    elif isinstance(requested, str):
+        req = [requested]
+    else:
+        req = [str(v) for v in requested]
+    if not needs_unicode(ds):
+        return req or None
+    if req == ["ISO_IR 192"]:
+        return "ISO_IR 192"
+    if req == ["ISO_IR 100"]:
+        text = "".join(str(e.value) for e in ds if e.VR in _TEXT_VRS and e.value)
+        try:
+            text.encode("latin-1")
+            return "ISO_IR 100"
+        except UnicodeEncodeError:
+            pass
+    return "ISO_IR 192"
+
+
+def handle_find(event: Any, ctx: NodeContext) -> Iterator[tuple[Any, Dataset | None]]:
+    """EVT_C_FIND: pending responses, one per match; cancel between responses."""
+    root = ROOTS.get(str(event.request.AffectedSOPClassUID), STUDY_ROOT)
+    try:
+        identifier = event.identifier
+        query = Query(identifier, root)
+    except Exception as exc:  # noqa: BLE001 - any unreadable identifier is answered with a status
+        log.warning("C-FIND refused: %s", exc)
+        yield query_status(exc), None
+        return
+    requested_charset = identifier.get("SpecificCharacterSet")
+    pending = PENDING_OPTIONAL_KEYS_NOT_SUPPORTED if query.unsupported else PENDING
+    n = 0
+    for page in query.pages(ctx.db):
+        for ds in page:
+            if event.is_cancelled:
+                log.info("C-FIND cancelled after %d responses", n)
+                yield CANCEL, None
+                return
+            ds.RetrieveAETitle = ctx.settings.ae_title
+            charset = response_charset(requested_charset, ds)
+            if charset:
+                ds.SpecificCharacterSet = charset
+            n += 1
+            yield pending, ds
+    log.info("C-FIND %s level: %d matches", query.level, n)
+
+
+def handlers(ctx: NodeContext) -> list[tuple[Any, Callable]]:
+    return [(evt.EVT_C_FIND, partial(handle_find, ctx=ctx))]

@@ -1,0 +1,314 @@
+"""SCU side of Query/Retrieve and Storage Commitment: perfnode asks another PACS.
+
+* :func:`find` — C-FIND, yields the response identifiers;
+* :func:`move` — C-MOVE to a destination AE (e.g. this node, to pull data in);
+* :func:`get` — C-GET, the objects arrive on the same association and are written to a folder;
+* :func:`commit` — Storage Commitment Push Model SCU: N-ACTION, then wait for the N-EVENT-REPORT,
+  on the same association (if the PACS sends it there) or on a listening port.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from perfnode.config import Peer, Settings
+from perfnode.net.client import AssociationFailed, iter_files
+
+log = logging.getLogger("perfnode.qr_client")
+
+MODELS = {
+    "STUDY": (
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelGet,
+    ),
+    "PATIENT": (
+        PatientRootQueryRetrieveInformationModelFind,
+        PatientRootQueryRetrieveInformationModelMove,
+        PatientRootQueryRetrieveInformationModelGet,
+    ),
+}
+#: Transfer syntaxes offered for C-GET storage sub-operations (uncompressed first, then lossless).
+GET_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+]
+WELL_KNOWN_STGCMT = "1.2.840.10008.1.20.1.1"
+
+
+class QueryFailed(RuntimeError):
+    """The peer answered with a failure status; the message has the status and its comment."""
+
+
+def _ae(settings: Settings) -> AE:
+    ae = AE(ae_title=settings.ae_title)
+    ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = (
+        settings.acse_timeout,
+        settings.dimse_timeout,
+        settings.network_timeout,
+    )
+    ae.maximum_pdu_size = settings.max_pdu
+    return ae
+
+
+def _associate(ae: AE, peer: Peer, **kwargs: Any) -> Any:
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
+    if not assoc.is_established:
+        raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    return assoc
+
+
+def identifier(level: str, keys: dict[str, str]) -> Dataset:
+    """A request identifier: ``QueryRetrieveLevel`` plus keys (``""`` = return key, ``a\\b`` = list)."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level.upper()
+    for kw, value in keys.items():
+        if value and "\\" in value:
+            setattr(ds, kw, value.split("\\"))
+        else:
+            setattr(ds, kw, value if value != "" else None)
+    return ds
+
+
+def _failure(what: str, status: Dataset) -> QueryFailed:
+    comment = status.get("ErrorComment", "")
+    return QueryFailed(f"{what}: status 0x{int(status.Status):04X}" + (f" ({comment})" if comment else ""))
+
+
+def find(
+    peer: Peer, settings: Settings, level: str, keys: dict[str, str], root: str = "STUDY"
+) -> Iterator[Dataset]:
+    """C-FIND; yields each matching identifier (raises :class:`QueryFailed` on a failure status)."""
+    model = MODELS[root][0]
+    ae = _ae(settings)
+    ae.add_requested_context(model)
+    assoc = _associate(ae, peer)
+    try:
+        for status, ds in assoc.send_c_find(identifier(level, keys), model):
+            if status is None or "Status" not in status:
+                raise QueryFailed(f"C-FIND to {peer.ae_title}: no response (association lost or timed out)")
+            code = int(status.Status)
+            if code in (0xFF00, 0xFF01):
+                yield ds
+            elif code != 0x0000:
+                raise _failure(f"C-FIND to {peer.ae_title}", status)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+@dataclass
+class RetrieveResult:
+    status: int = -1
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    comment: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0x0000
+
+
+def _collect(responses: Iterable[tuple[Dataset, Dataset | None]], result: RetrieveResult) -> RetrieveResult:
+    for status, ds in responses:
+        if status is None or "Status" not in status:
+            result.comment = "no response (association lost or timed out)"
+            break
+        result.status = int(status.Status)
+        result.completed = int(status.get("NumberOfCompletedSuboperations", result.completed) or 0)
+        result.failed = int(status.get("NumberOfFailedSuboperations", result.failed) or 0)
+        result.warning = int(status.get("NumberOfWarningSuboperations", result.warning) or 0)
+        result.comment = str(status.get("ErrorComment", "") or "")
+        if ds is not None and "FailedSOPInstanceUIDList" in ds:
+            v = ds.FailedSOPInstanceUIDList
+            result.failed_uids = [
+                str(u) for u in (v if isinstance(v, list | tuple) or hasattr(v, "append") else [v]) if u
+            ]
+    return result
+
+
+def move(
+    peer: Peer, settings: Settings, destination: str, level: str, keys: dict[str, str], root: str = "STUDY"
+) -> RetrieveResult:
+    """C-MOVE the matches to ``destination`` (an AE the peer knows)."""
+    model = MODELS[root][1]
+    ae = _ae(settings)
+    ae.add_requested_context(model)
+    assoc = _associate(ae, peer)
+    try:
+        return _collect(assoc.send_c_move(identifier(level, keys), destination, model), RetrieveResult())
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def get(
+    peer: Peer,
+    settings: Settings,
+    level: str,
+    keys: dict[str, str],
+    out: Path,
+    root: str = "STUDY",
+    sop_classes: Iterable[str] = (),
+) -> RetrieveResult:
+    """C-GET the matches; each object is written to ``out/<SOPInstanceUID>.dcm`` as it arrives."""
+    model = MODELS[root][2]
+    out.mkdir(parents=True, exist_ok=True)
+    result = RetrieveResult()
+    classes = list(
+        dict.fromkeys([*sop_classes, *(str(cx.abstract_syntax) for cx in StoragePresentationContexts)])
+    )
+    classes = classes[:127]  # one context is the Get model itself; 128 at most
+    ae = _ae(settings)
+    ae.add_requested_context(model)
+    for uid in classes:
+        ae.add_requested_context(uid, GET_SYNTAXES)
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        path = out / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        result.files.append(str(path))
+        return 0x0000
+
+    roles = [build_role(uid, scp_role=True) for uid in classes]
+    assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        return _collect(assoc.send_c_get(identifier(level, keys), model), result)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+@dataclass
+class CommitResult:
+    transaction_uid: str
+    action_status: int = -1
+    event_type: int | None = None
+    committed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, int]] = field(default_factory=list)
+    comment: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.event_type == 1
+
+
+def references(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
+    """(SOP Class UID, SOP Instance UID) of every DICOM file under ``paths``."""
+    refs = []
+    for f in iter_files(paths):
+        try:
+            ds = dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        except Exception:  # noqa: BLE001 - not DICOM: skipped
+            continue
+        if "SOPClassUID" in ds and "SOPInstanceUID" in ds:
+            refs.append((str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
+    return refs
+
+
+def commit(
+    peer: Peer,
+    settings: Settings,
+    refs: list[tuple[str, str]],
+    listen_port: int | None = None,
+    timeout: float = 60.0,
+) -> CommitResult:
+    """Ask ``peer`` to commit ``refs``; wait up to ``timeout`` s for its N-EVENT-REPORT.
+
+    The report is accepted on the request's own association (kept open, with both roles
+    proposed) or, when ``listen_port`` is given, on a new association to this AE on that port.
+    """
+    result = CommitResult(generate_uid())
+    done = threading.Event()
+
+    def on_report(event: Any) -> tuple[int, None]:
+        info = event.event_information
+        if str(info.get("TransactionUID", "")) != result.transaction_uid:
+            return 0x0000, None  # a report for some other request
+        result.event_type = int(event.event_type)
+        result.committed = [str(it.ReferencedSOPInstanceUID) for it in info.get("ReferencedSOPSequence", [])]
+        result.failed = [
+            (str(it.ReferencedSOPInstanceUID), int(it.get("FailureReason", 0x0110)))
+            for it in info.get("FailedSOPSequence", [])
+        ]
+        done.set()
+        return 0x0000, None
+
+    handlers = [(evt.EVT_N_EVENT_REPORT, on_report)]
+    server = None
+    if listen_port is not None:
+        lae = _ae(settings)
+        lae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+        server = lae.start_server(("", listen_port), block=False, evt_handlers=handlers)
+    try:
+        ae = _ae(settings)
+        ae.add_requested_context(StorageCommitmentPushModel)
+        role = build_role(StorageCommitmentPushModel, scu_role=True, scp_role=True)
+        assoc = _associate(ae, peer, ext_neg=[role], evt_handlers=handlers)
+        try:
+            ds = Dataset()
+            ds.TransactionUID = result.transaction_uid
+            items = []
+            for cls, inst in refs:
+                it = Dataset()
+                it.ReferencedSOPClassUID, it.ReferencedSOPInstanceUID = cls, inst
+                items.append(it)
+            ds.ReferencedSOPSequence = items
+            status, _ = assoc.send_n_action(ds, 1, StorageCommitmentPushModel, WELL_KNOWN_STGCMT)
+            result.action_status = int(status.Status) if status is not None and "Status" in status else -1
+            result.comment = str(status.get("ErrorComment", "")) if status is not None else "no response"
+            if result.action_status != 0x0000:
+                return result
+            deadline = time.monotonic() + timeout
+            # keep the association open a moment in case the report comes on it
+            while not done.is_set() and assoc.is_established and time.monotonic() < deadline:
+                done.wait(0.1)
+                if listen_port is not None and time.monotonic() > deadline - timeout + 2:
+                    break
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        done.wait(max(0.0, deadline - time.monotonic()))
+        if not done.is_set():
+            result.comment = f"no N-EVENT-REPORT within {timeout:g} s"
+        return result
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -1,0 +1,216 @@
+"""Query/Retrieve C-MOVE and C-GET SCP (Patient Root and Study Root; PS3.4 C.4.2, C.4.3).
+
+The handlers list the matching files in the index (:meth:`Query.instances`), then read and
+yield one dataset at a time; pynetdicom runs the C-STORE sub-operations, counts them, sends
+the pending responses and builds the final one (0xB000 with the Failed SOP Instance UID List
+on partial failure, 0xFE00 on C-CANCEL).
+
+Transfer syntax: a file goes out as stored when the destination accepted that transfer syntax
+for its SOP class; otherwise a compressed file is decompressed to Explicit VR Little Endian
+(or Implicit) when the destination accepted one of those; otherwise that sub-operation fails
+and the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context, evt
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, RetrieveItem
+from perfnode.config import Settings
+from perfnode.net.context import NodeContext
+from perfnode.net.find import TRANSFER_SYNTAXES, query_status
+from perfnode.net.server import Context, tune_socket
+from perfnode.net.status import CANCEL
+
+log = logging.getLogger("perfnode.retrieve")
+
+MOVE_ROOTS = {
+    str(PatientRootQueryRetrieveInformationModelMove): PATIENT_ROOT,
+    str(StudyRootQueryRetrieveInformationModelMove): STUDY_ROOT,
+}
+GET_ROOTS = {
+    str(PatientRootQueryRetrieveInformationModelGet): PATIENT_ROOT,
+    str(StudyRootQueryRetrieveInformationModelGet): STUDY_ROOT,
+}
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+MAX_CONTEXTS = 128
+
+
+def contexts(settings: Settings) -> list[Context]:
+    """Q/R Move and Get; storage SOP classes also with SCP/SCU role selection (C-GET sub-operations)."""
+    from perfnode.net import store
+
+    qr = [Context(uid, TRANSFER_SYNTAXES) for uid in (*MOVE_ROOTS, *GET_ROOTS)]
+    roles = [
+        Context(uid, store.TRANSFER_SYNTAXES, scp_role=True, scu_role=True, role="SCU (C-GET)")
+        for uid in store.storage_sop_classes()
+    ]
+    return qr + roles
+
+
+# -- transfer syntax choice ---------------------------------------------------------------
+
+
+def proposal(
+    items: Iterable[RetrieveItem], transfer_syntaxes: tuple[str, ...] = ()
+) -> list[PresentationContext]:
+    """Contexts for a C-MOVE sub-association: per SOP class, each stored compressed syntax on its own
+    plus one uncompressed context (so the destination can refuse compression and still get the data).
+    ``transfer_syntaxes`` (from the AE table) limits what is proposed."""
+    by_class: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        by_class[it.sop_class_uid].add(it.transfer_syntax_uid)
+    native: list[PresentationContext] = []
+    plain: list[PresentationContext] = []
+    allowed = set(transfer_syntaxes)
+    for cls, tss in by_class.items():
+        for ts in sorted(tss):
+            if ts not in UNCOMPRESSED and (not allowed or ts in allowed):
+                native.append(build_context(cls, ts))
+        unc = [ts for ts in UNCOMPRESSED if not allowed or ts in allowed]
+        if unc:
+            plain.append(build_context(cls, unc))
+    # the uncompressed context of every class first; compressed ones while there is room
+    return (plain + native)[:MAX_CONTEXTS]
+
+
+def accepted_syntaxes(assoc: Any, as_scu: bool = True) -> dict[str, set[str]]:
+    """SOP class → transfer syntaxes accepted on an association for sending C-STOREs."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for cx in assoc.accepted_contexts:
+        if not as_scu or cx.as_scu:
+            out[str(cx.abstract_syntax)].add(str(cx.transfer_syntax[0]))
+    return out
+
+
+def prepare(path: Path, accepted: dict[str, set[str]]) -> tuple[Dataset, str]:
+    """Read one stored file and make it sendable: ``(dataset, "")`` or ``(dataset, reason it cannot be)``."""
+    ds = dcmread(path)
+    cls = str(ds.SOPClassUID)
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    tss = accepted.get(cls, set())
+    if ts in tss:
+        return ds, ""
+    if not tss:
+        return ds, f"destination accepted no presentation context for SOP Class {cls}"
+    if not ts.is_compressed:
+        if tss & {ExplicitVRLittleEndian, ImplicitVRLittleEndian}:
+            return ds, ""  # pynetdicom re-encodes between uncompressed syntaxes
+        return ds, f"destination accepts only {sorted(tss)} for {cls}, stored as {ts}"
+    if not tss & set(UNCOMPRESSED):
+        return ds, f"destination accepted neither {ts.name} nor an uncompressed syntax for {cls}"
+    try:
+        ds.decompress(generate_instance_uid=False)  # same object, another encoding
+    except Exception as exc:  # noqa: BLE001 - no decoder for this syntax, or corrupt pixel data
+        return dcmread(path), f"cannot decompress {ts.name} for a destination that refused it: {exc}"
+    if ExplicitVRLittleEndian not in tss:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    log.info("transcoded %s from %s for the destination", ds.SOPInstanceUID, ts.name)
+    return ds, ""
+
+
+def _datasets(
+    ctx: NodeContext, items: list[RetrieveItem], event: Any, accepted: Callable[[], dict[str, set[str]]]
+) -> Iterator[tuple[int, Dataset | None]]:
+    """(status, dataset) pairs for the sub-operations, read lazily; stops on C-CANCEL."""
+    root = Path(ctx.settings.data)
+    for it in items:
+        if event.is_cancelled:
+            log.info("retrieve cancelled by the requester")
+            yield CANCEL, None
+            return
+        path = root / it.path
+        try:
+            ds, reason = prepare(path, accepted())
+        except Exception as exc:  # noqa: BLE001 - unreadable/missing file: fail this sub-operation
+            log.error("retrieve %s: cannot read %s: %s", it.sop_instance_uid, path, exc)
+            failed = Dataset()  # pynetdicom counts it failed and lists its SOP Instance UID
+            failed.SOPClassUID = it.sop_class_uid
+            failed.SOPInstanceUID = it.sop_instance_uid
+            yield 0xFF00, failed
+            continue
+        if reason:
+            log.warning("retrieve %s: sub-operation will fail: %s", it.sop_instance_uid, reason)
+        yield 0xFF00, ds
+
+
+def _tune(event: Any) -> None:
+    """TCP_NODELAY and TCP_QUICKACK on the C-MOVE sub-association (as for accepted connections):
+    without QUICKACK a destination that writes its C-STORE-RSP in pieces under Nagle (DCMTK
+    storescp) waits for our delayed ACK, ~40 ms per object."""
+    tune_socket(event.assoc.dul.socket)
+
+
+def _query(event: Any, roots: dict[str, str]) -> tuple[Query | None, Exception | None]:
+    try:
+        return Query(
+            event.identifier, roots.get(str(event.request.AffectedSOPClassUID), STUDY_ROOT), retrieve=True
+        ), None
+    except Exception as exc:  # noqa: BLE001
+        log.warning("retrieve refused: %s", exc)
+        return None, exc
+
+
+def handle_move(event: Any, ctx: NodeContext) -> Iterator[Any]:
+    """EVT_C_MOVE: destination from the AE table, then the sub-operations."""
+    dest = str(event.move_destination or "").strip()
+    peer = ctx.settings.peers.get(dest)
+    if peer is None:
+        log.warning("C-MOVE to %r refused: not in the AE table (0xA801)", dest)
+        yield None, None
+        return
+    query, error = _query(event, MOVE_ROOTS)
+    items = query.instances(ctx.db) if query is not None else []
+    store_assoc: list[Any] = []
+    kwargs = {
+        "contexts": proposal(items, peer.transfer_syntaxes) or [build_context(Verification)],
+        "max_pdu": ctx.settings.max_pdu,
+        "evt_handlers": [
+            (evt.EVT_CONN_OPEN, _tune),
+            (evt.EVT_ESTABLISHED, lambda e: store_assoc.append(e.assoc)),
+        ],
+    }
+    yield peer.host, peer.port, kwargs
+    if error is not None:  # one pseudo sub-operation to carry the failure status back
+        yield 1
+        yield query_status(error), None
+        return
+    log.info("C-MOVE of %d instances to %s@%s:%s", len(items), dest, peer.host, peer.port)
+    yield len(items)
+    yield from _datasets(ctx, items, event, lambda: accepted_syntaxes(store_assoc[0]) if store_assoc else {})
+
+
+def handle_get(event: Any, ctx: NodeContext) -> Iterator[Any]:
+    """EVT_C_GET: storage sub-operations on the requester's own association (it is the Storage SCP)."""
+    query, error = _query(event, GET_ROOTS)
+    if error is not None or query is None:
+        yield 1
+        yield query_status(error or ValueError("no query")), None
+        return
+    items = query.instances(ctx.db)
+    log.info("C-GET of %d instances by %s", len(items), event.assoc.requestor.ae_title)
+    yield len(items)
+    accepted = accepted_syntaxes(event.assoc)
+    yield from _datasets(ctx, items, event, lambda: accepted)
+
+
+def handlers(ctx: NodeContext) -> list[tuple[Any, Callable]]:
+    return [(evt.EVT_C_MOVE, partial(handle_move, ctx=ctx)), (evt.EVT_C_GET, partial(handle_get, ctx=ctx))]
