@@ -9,6 +9,7 @@ sends each output to each destination once (the sent-log).
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import threading
@@ -21,7 +22,6 @@ from pydicom import dcmread
 
 from perfnode.net.context import NodeContext
 from perfnode.pipeline import jobs
-from perfnode.pipeline.analysis import AnalysisRequest, run_analysis
 from perfnode.pipeline.archiving import archive_outputs
 from perfnode.pipeline.completion import ready_series, series_files, study_companion_files, study_quiet
 from perfnode.pipeline.deliver import deliver
@@ -110,6 +110,8 @@ class Supervisor:
             self.running[job.id] = self.analysing.submit(self._run_job, job)
 
     def _run_job(self, job) -> None:
+        from perfnode.pipeline.analysis import AnalysisRequest, run_analysis  # heavy: numpy/scipy/highdicom
+
         db, storage = self.ctx.db, self.ctx.storage
         try:
             files, _ = series_files(db, job.series_instance_uid)
@@ -122,8 +124,9 @@ class Supervisor:
                 companions=[str(storage.absolute(f)) for f in companions])
             t0 = time.monotonic()
             result = self.processes.submit(run_analysis, request).result()
-            log.info("job %d: analysis done in %.1f s, %d output object(s)", job.id,
-                     time.monotonic() - t0, len(result.files))
+            log.info("job %d: analysis done in %.1f s, %d output object(s); timings %s", job.id,
+                     time.monotonic() - t0, len(result.files),
+                     json.dumps({k: round(v, 3) for k, v in result.timings_s.items()}))
             archived = archive_outputs(self.ctx, result.files)
             jobs.set_fields(db, job.id, output_series_uid=result.series_uid, output_dir=str(out_dir))
         except Exception as exc:
