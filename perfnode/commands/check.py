@@ -55,7 +55,17 @@ def _assembly(headers: list[Dataset]) -> list[Finding]:
     ]
 
 
-SECTIONS += [("IHE PERF profile", _perf), ("4-D assembly", _assembly)]
+def _compliance(headers: list[Dataset]) -> list[Finding]:
+    from perfnode.qc import compliance_findings  # rule files are read on first use
+
+    return compliance_findings(headers)
+
+
+SECTIONS += [
+    ("IHE PERF profile", _perf),
+    ("4-D assembly", _assembly),
+    ("Protocol compliance (ESR)", _compliance),
+]
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

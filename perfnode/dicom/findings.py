@@ -61,8 +61,8 @@ class Finding:
 
     def __str__(self) -> str:
         loc = f" [{self.where}]" if self.where else ""
-        return (f"{self.severity.upper()}: {self.attribute}{loc}: found {self.found}; "
-                f"expected {self.expected} ({self.rule})")
+        what = f"{self.attribute}{loc}: " if self.attribute or loc else ""
+        return f"{self.severity.upper()}: {what}found {self.found}; expected {self.expected} ({self.rule})"
 
     def to_dict(self) -> dict[str, str]:
         d = asdict(self)

@@ -100,16 +100,28 @@ def _fact(facts: dict, name: str, default: Any = None) -> Any:
     return default if f is None or f.value is None else f.value
 
 
+def foreground(data: np.ndarray, ct: bool = False) -> np.ndarray:
+    """Voxels worth fitting: MR baseline above 10 % of its 99th percentile; CT above −300 HU (not air)."""
+    baseline = data[: min(3, data.shape[0])].mean(axis=0)
+    if ct:
+        return baseline > -300.0
+    return baseline > 0.1 * np.nanpercentile(baseline, 99)
+
+
 def _fit_dsc(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
     te_ms = _fact(facts, "echo_time_ms")
     if te_ms is None:
         raise AnalysisError("(0018,0081) EchoTime / (0018,9082) EffectiveEchoTime missing: DSC needs TE")
-    fit = DscModel(vol.times_s, float(te_ms) / 1000.0).fit(vol.data, time_axis=0)
+    mask = foreground(vol.data)
+    fit = DscModel(vol.times_s, float(te_ms) / 1000.0).fit(vol.data, mask=mask, time_axis=0)
+    fit.provenance["mask"] = "baseline signal > 10 % of its 99th percentile"
     return fit, vol.data
 
 
 def _fit_ctp(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:
-    return CtpModel(vol.times_s).fit(vol.data, time_axis=0), vol.data
+    fit = CtpModel(vol.times_s).fit(vol.data, mask=foreground(vol.data, ct=True), time_axis=0)
+    fit.provenance["mask"] = "baseline > -300 HU"
+    return fit, vol.data
 
 
 def _fit_dce(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple[FitResult, np.ndarray]:

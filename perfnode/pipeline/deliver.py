@@ -9,6 +9,7 @@ from pathlib import Path
 
 from perfnode.net.client import AssociationFailed, send
 from perfnode.net.context import NodeContext
+from perfnode.net.qr_client import QueryFailed, commit, references
 from perfnode.pipeline import jobs
 from perfnode.pipeline.settings import PipelineSettings
 
@@ -51,3 +52,34 @@ def deliver(ctx: NodeContext, job_id: int, destination: str, archived: list[tupl
             path, status, comment = result.failed[0]
             raise DeliveryRefused(f"{destination} refused {Path(path).name}: status 0x{status & 0xFFFF:04X} "
                                   f"{comment}".strip())
+
+
+def request_commitment(ctx: NodeContext, job_id: int, destination: str, archived: list[tuple[str, Path]],
+                       cfg: PipelineSettings, stopping: threading.Event) -> None:
+    """Ask ``destination`` to commit what was sent (Storage Commitment Push Model, report on the same
+    association); retry while it cannot be reached; raise naming the instances it did not commit."""
+    peer = ctx.settings.peer(destination)
+    refs = references([p for _, p in archived])
+    delay, started = cfg.retry_initial_s, time.monotonic()
+    while not stopping.is_set():
+        try:
+            result = commit(peer, ctx.settings, refs, timeout=cfg.commit_timeout_s)
+        except (AssociationFailed, QueryFailed, OSError) as exc:
+            if cfg.retry_give_up_s and time.monotonic() - started > cfg.retry_give_up_s:
+                raise RuntimeError(f"storage commitment: {destination} unreachable: {exc}") from exc
+            log.warning("job %d: storage commitment to %s failed (%s); retrying in %.0f s",
+                        job_id, destination, exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2, cfg.retry_max_s)
+            continue
+        if result.ok:
+            log.info("job %d: %s committed %d object(s) (transaction %s)", job_id, destination,
+                     len(result.committed), result.transaction_uid)
+            return
+        if result.event_type is None:
+            status = result.action_status & 0xFFFF
+            raise DeliveryRefused(f"storage commitment: no report from {destination} within "
+                                  f"{cfg.commit_timeout_s:g} s (N-ACTION 0x{status:04X} {result.comment})")
+        failed = ", ".join(f"{uid} (0x{reason:04X})" for uid, reason in result.failed)
+        raise DeliveryRefused(f"storage commitment: {destination} did not commit {failed}")
+

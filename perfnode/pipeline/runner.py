@@ -24,7 +24,7 @@ from perfnode.net.context import NodeContext
 from perfnode.pipeline import jobs
 from perfnode.pipeline.archiving import archive_outputs
 from perfnode.pipeline.completion import ready_series, series_files, study_companion_files, study_quiet
-from perfnode.pipeline.deliver import deliver
+from perfnode.pipeline.deliver import deliver, request_commitment
 from perfnode.pipeline.settings import PipelineSettings
 from perfnode.pipeline.technique import choose
 
@@ -141,6 +141,8 @@ class Supervisor:
         try:
             for dest in dests:
                 deliver(self.ctx, job.id, dest, archived, self.cfg, self.stopping)
+                if self.cfg.commit:
+                    request_commitment(self.ctx, job.id, dest, archived, self.cfg, self.stopping)
         except Exception as exc:
             log.error("job %d: delivery failed: %s", job.id, exc)
             jobs.finish(self.ctx.db, job.id, "failed", f"delivery: {exc}")

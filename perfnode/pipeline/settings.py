@@ -8,7 +8,8 @@
     workers = 1            # analysis processes
     destinations = ["PACS"]            # where maps go (AE titles from the AE table)
     return_to_sender = false           # also send maps back to the AE that sent the series
-    commit = false                     # ask each destination for storage commitment
+    commit = false                     # ask each destination for storage commitment (report on
+                                       # the same association; commit_timeout_s = 60)
     colour = false                     # also send colour renderings (not for quantitative use)
 
     [pipeline.destinations_by_ae]      # per calling AE, instead of `destinations`
@@ -37,6 +38,8 @@ class PipelineSettings:
     destinations_by_ae: dict[str, tuple[str, ...]] = field(default_factory=dict)
     return_to_sender: bool = False
     commit: bool = False
+    #: How long to wait for the destination's N-EVENT-REPORT on the commitment association.
+    commit_timeout_s: float = 60.0
     colour: bool = False
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0

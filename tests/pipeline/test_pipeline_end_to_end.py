@@ -235,3 +235,62 @@ def test_every_technique_end_to_end(tmp_path, node_factory):
             region_median(ivim["f"], labels, r), abs=0.03)
         assert region_median(m["ivim_dstar"], labels, r) == pytest.approx(
             region_median(ivim["dstar_mm2_per_s"], labels, r), rel=0.5)
+
+
+def test_maps_sent_to_a_pacs_with_storage_commitment(tmp_path):
+    """perfnode sends its maps to another PACS (a second perfnode) and asks it to commit them."""
+    from sqlalchemy import select
+
+    from perfnode.archive.db import Database
+    from perfnode.archive.models import CommitmentItem, CommitmentRequest, Instance
+    from tests.nodes import Node
+
+    a_port, b_port = free_port(), free_port()
+    (tmp_path / "a.toml").write_text(f"""
+[peers.PACSB]
+host = "127.0.0.1"
+port = {b_port}
+
+[pipeline]
+destinations = ["PACSB"]
+stable_s = 1
+commit = true
+commit_timeout_s = 30
+""")
+    (tmp_path / "b.toml").write_text(f"""
+[peers.PERFNODE]
+host = "127.0.0.1"
+port = {a_port}
+
+[commitment]
+same_association = true
+
+[pipeline]
+enabled = false
+""")
+    b = Node(data=tmp_path / "b", port=b_port, ae_title="PACSB", extra=["--config", str(tmp_path / "b.toml")])
+    a = Node(data=tmp_path / "a", port=a_port, extra=["--config", str(tmp_path / "a.toml")])
+    make("dsc", "single", tmp_path / "phantom", seed=2)
+    try:
+        b.start()
+        a.start()
+        send_series(tmp_path / "phantom", a.port)
+        finished = (["done"], ["failed"])
+        wait_for(lambda: [j["state"] for j in jobs_json(a) if j["analysis"] == "dsc"] in finished,
+                 180, "the job to finish")
+        (job,) = [j for j in jobs_json(a) if j["analysis"] == "dsc"]
+        assert job["state"] == "done", job["error"]
+    finally:
+        a.stop()
+        b.stop()
+    db = Database(b.database_url)
+    with db.session() as s:
+        stored = set(s.scalars(select(Instance.sop_instance_uid)
+                               .where(Instance.sop_class_uid == "1.2.840.10008.5.1.4.1.1.30")))
+        (request,) = s.scalars(select(CommitmentRequest)).all()
+        committed = set(s.scalars(select(CommitmentItem.sop_instance_uid)
+                                  .where(CommitmentItem.failure_reason.is_(None))))
+        assert request.requester_ae == "PERFNODE" and request.state == "delivered"
+    assert len(stored) == len(DSC_MAPS)
+    assert committed == stored  # every map sent was committed, nothing else
+    db.dispose()
