@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from perfnode.archive.models import Instance, Patient, Series, Study
 from perfnode.archive.storage import StoredFile, check_uid
-from perfnode.net.status import CannotUnderstand
+from perfnode.errors import CannotUnderstand
 
 #: Top-level attributes the index needs (everything else, including pixel data, is skipped).
 HEADER_KEYWORDS = [

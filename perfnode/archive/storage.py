@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from perfnode.net.status import CannotUnderstand, OutOfResources
+from perfnode.errors import CannotUnderstand, OutOfResources
 
 #: PS3.5 9.1: components of digits without leading zeros, separated by dots, 64 characters at most.
 UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")

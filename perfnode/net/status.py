@@ -1,14 +1,25 @@
-"""The one table of DIMSE status codes, and the exceptions that select them.
+"""The one table of DIMSE status codes, and which problem selects which.
 
-Code that finds a problem raises a :class:`DicomError` subclass with a message naming the
+Code that finds a problem raises a :mod:`perfnode.errors` exception with a message naming the
 attribute (tag and keyword) and the rule; the network handlers turn it into a status with
-:func:`status_for`. Codes are from PS3.4 (Annex B storage, C Q/R, J/GG storage commitment)
-and PS3.7 Annex C.
+:func:`status_for` (table :data:`STATUS_FOR_ERROR`). Codes are from PS3.4 (Annex B storage,
+C Q/R, J/GG storage commitment) and PS3.7 Annex C.
 """
 
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
+
+from perfnode.errors import (
+    CannotUnderstand,
+    DatasetMismatch,
+    DicomError,
+    DuplicateConflict,
+    OutOfResources,
+)
+
+__all__ = ["CannotUnderstand", "DatasetMismatch", "DicomError", "DuplicateConflict", "OutOfResources",
+           "STATUS_FOR_ERROR", "status_dataset", "status_for"]
 
 SUCCESS = 0x0000
 # Storage (PS3.4 B.2.3)
@@ -34,40 +45,22 @@ MOVE_DESTINATION_UNKNOWN = 0xA801
 SUB_OPERATIONS_COMPLETE_WITH_FAILURES = 0xB000
 
 
-class DicomError(Exception):
-    """A problem that maps to one DIMSE status; ``str(exc)`` is the Error Comment."""
-
-    status: int = PROCESSING_FAILURE
-
-
-class OutOfResources(DicomError):
-    status = OUT_OF_RESOURCES
-
-
-class DatasetMismatch(DicomError):
-    """The dataset's SOP Class/Instance disagrees with the request (PS3.4 B.2.3 0xA900)."""
-
-    status = DATASET_DOES_NOT_MATCH_SOP_CLASS
-
-
-class CannotUnderstand(DicomError):
-    """Unreadable dataset, or a required UID missing or invalid (PS3.4 B.2.3 0xCxxx)."""
-
-    status = CANNOT_UNDERSTAND
-
-
-class DuplicateConflict(DicomError):
-    """Same SOP Instance UID, different bytes, and the policy forbids overwriting."""
-
-    status = DUPLICATE_SOP_INSTANCE
+#: The one table: which status each kind of problem becomes (first match along the class hierarchy).
+STATUS_FOR_ERROR: dict[type[BaseException], int] = {
+    OutOfResources: OUT_OF_RESOURCES,
+    DatasetMismatch: DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    CannotUnderstand: CANNOT_UNDERSTAND,
+    DuplicateConflict: DUPLICATE_SOP_INSTANCE,
+    DicomError: PROCESSING_FAILURE,
+    OSError: OUT_OF_RESOURCES,
+}
 
 
 def status_for(exc: BaseException) -> int:
     """The status code for an exception (anything unexpected is a processing failure)."""
-    if isinstance(exc, DicomError):
-        return exc.status
-    if isinstance(exc, OSError):
-        return OUT_OF_RESOURCES
+    for cls in type(exc).__mro__:
+        if cls in STATUS_FOR_ERROR:
+            return STATUS_FOR_ERROR[cls]
     return PROCESSING_FAILURE
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfnode.archive.ingest import find_instance, header_uids, read_header
+from perfnode.errors import DuplicateConflict
 from perfnode.net.context import NodeContext
-from perfnode.net.status import DuplicateConflict
 from perfnode.net.store import store_received
 
 

@@ -87,7 +87,7 @@ def upgrade() -> None:
     sa.Column('content_time', sa.String(length=16), nullable=False),
     sa.Column('specific_character_set', sa.String(length=128), nullable=False),
     sa.Column('path', sa.String(length=512), nullable=False),
-    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('size_bytes', sa.BigInteger(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('received_at', sa.DateTime(), nullable=False),
     sa.Column('calling_ae', sa.String(length=16), nullable=False),

@@ -1,0 +1,32 @@
+"""Problems found where they happen (archive, DICOM reading), with a message naming the attribute
+(tag and keyword) and the rule. Which DIMSE status each one becomes is decided in one table,
+:mod:`perfnode.net.status`; nothing here knows about the network.
+"""
+
+from __future__ import annotations
+
+
+class DicomError(Exception):
+    """A problem with a DICOM object or request; ``str(exc)`` is what the peer is told."""
+
+
+class OutOfResources(DicomError):
+    """The object could not be written (disk full, I/O error)."""
+
+
+class DatasetMismatch(DicomError):
+    """The dataset's SOP Class/Instance disagrees with the request."""
+
+
+class CannotUnderstand(DicomError):
+    """Unreadable dataset, or a required UID missing or invalid."""
+
+
+class DuplicateConflict(DicomError):
+    """Same SOP Instance UID, different bytes, and the policy forbids overwriting."""
+
+
+# Storage Commitment Failure Reason values (PS3.4 J.3.2.1.1, also DIMSE statuses of PS3.7 C)
+PROCESSING_FAILURE = 0x0110
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+CLASS_INSTANCE_CONFLICT = 0x0119
