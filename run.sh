@@ -47,7 +47,6 @@ case "$cmd" in
   setup) echo "run.sh: ready ($VENV)" ;;
   serve) exec "$VENV/bin/perfnode" serve "$@" ;;
   test)
-    export PATH="$VENV/bin:$PATH"
     "$VENV/bin/ruff" check perfnode tests benchmarks
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) name="$1"; shift; exec "$VENV/bin/python" "benchmarks/$name.py" "$@" ;;

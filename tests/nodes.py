@@ -22,8 +22,15 @@ def free_port() -> int:
 
 
 def need(tool: str) -> str:
-    """Path of a command-line tool, or skip the test (the set-up installs DCMTK and dicom3tools)."""
-    path = shutil.which(tool)
+    """Path of a system tool (DCMTK, dicom3tools), or skip the test (the set-up installs them).
+
+    The virtual environment's own ``bin`` is skipped: pynetdicom installs Python look-alikes
+    called ``storescu``, ``findscu`` … there, and the tests mean DCMTK's.
+    """
+    venv_bin = os.path.realpath(os.path.join(sys.prefix, "bin"))
+    dirs = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
+            if d and os.path.realpath(d) != venv_bin]
+    path = shutil.which(tool, path=os.pathsep.join(dirs))
     if not path:
         pytest.skip(f"{tool} not installed (./run.sh setup installs it)")
     return path
