@@ -184,7 +184,11 @@ def human_text(record: Mapping[str, Any]) -> str:
 
 
 def write_provenance(ds: Dataset, record: Mapping[str, Any]) -> None:
-    """Put ``record`` into ``ds`` (human summary, human full text, machine JSON)."""
+    """Put ``record`` into ``ds`` (human summary, human full text, machine JSON).
+
+    The text holds units and symbols outside Latin-1 (ΔR2*, ≥, mm²/s), so the object is UTF-8.
+    """
+    ds.SpecificCharacterSet = "ISO_IR 192"
     ds.DerivationDescription = summary(record)
     ds.ImageComments = human_text(record)
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
