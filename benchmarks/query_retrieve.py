@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,27 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perfnode.archive.db import Database  # noqa: E402
 from perfnode.archive.models import Instance, Patient, Series, Study  # noqa: E402
 from perfnode.archive.query import Query  # noqa: E402
+from tests.nodes import free_port, wait_for_port  # noqa: E402
+from tests.pg import start_pg  # noqa: E402
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SERIES_PER_STUDY = 4
 CHUNK = 50_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {port}")
 
 
 # -- 1. the index -----------------------------------------------------------------------------
@@ -215,59 +197,6 @@ def query_bench(url: str, label: str, n_instances: int, n_studies: int) -> dict[
     return out
 
 
-def start_postgres(base: Path) -> tuple[str, subprocess.Popen]:
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base.mkdir(parents=True, exist_ok=True)
-    if as_user:
-        shutil.chown(base, "postgres")
-    data = base / "pg"
-    subprocess.run(
-        [
-            *as_user,
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "perfnode",
-            "-E",
-            "UTF8",
-            "--locale",
-            "C.UTF-8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *as_user,
-            str(PG_BIN / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(base),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    time.sleep(0.5)
-    subprocess.run(
-        [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "perfnode", "perfnode"],
-        check=True,
-        capture_output=True,
-    )
-    return f"postgresql+psycopg://perfnode@127.0.0.1:{port}/perfnode", proc
-
-
 # -- 2. C-MOVE --------------------------------------------------------------------------------
 
 
@@ -379,7 +308,7 @@ def move_bench(tmp: Path, n: int, size: int, repeat: int) -> float:
         )
         for name, p in (("storescp", dest_port), ("perfnode serve", node_port), ("dcmqrscp", qr_port)):
             try:
-                wait_port(p, 120)
+                wait_for_port(p, 120)
             except TimeoutError:
                 raise RuntimeError(
                     f"{name} did not start; perfnode log:\n{(tmp / 'node.log').read_text()[-2000:]}"
@@ -431,17 +360,13 @@ def main() -> int:
             query_bench(f"sqlite:///{tmp / 'index.sqlite'}", "SQLite    ", args.instances, args.studies)
             if args.skip_postgres:
                 print("  PostgreSQL: skipped (--skip-postgres)")
-            elif not (PG_BIN / "postgres").exists():
-                print(f"  PostgreSQL: skipped ({PG_BIN} not installed)")
+            elif (pg := start_pg()) is None:
+                print("  PostgreSQL: skipped (server binaries not installed)")
             else:
-                pg_base = Path(tempfile.mkdtemp(prefix="perfnode-bench-pg-"))
-                url, proc = start_postgres(pg_base)
                 try:
-                    query_bench(url, "PostgreSQL", args.instances, args.studies)
+                    query_bench(pg.createdb("bench"), "PostgreSQL", args.instances, args.studies)
                 finally:
-                    proc.terminate()
-                    proc.wait(30)
-                    shutil.rmtree(pg_base, ignore_errors=True)
+                    pg.stop()
         if args.move:
             for tool in ("storescp", "dcmqrscp", "movescu", "storescu"):
                 if shutil.which(tool) is None:

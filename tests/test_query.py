@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
@@ -16,82 +11,6 @@ from pydicom.uid import CTImageStorage, EnhancedMRImageStorage, ExplicitVRLittle
 from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, Patient, Series, Study
 from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, QueryError
-from tests.nodes import free_port
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def start_postgres(base: Path) -> tuple[str, subprocess.Popen]:
-    """A throwaway PostgreSQL server (run as the ``postgres`` user when we are root)."""
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base.mkdir(parents=True, exist_ok=True)
-    if as_user:
-        shutil.chown(base, "postgres")
-    data = base / "pg"
-    subprocess.run(
-        [
-            *as_user,
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "perfnode",
-            "-E",
-            "UTF8",
-            "--locale",
-            "C.UTF-8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *as_user,
-            str(PG_BIN / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(base),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        if (
-            subprocess.run(
-                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
-            ).returncode
-            == 0
-        ):
-            break
-        subprocess.run(["sleep", "0.1"])
-    subprocess.run(
-        [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "perfnode", "perfnode"],
-        check=True,
-        capture_output=True,
-    )
-    return f"postgresql+psycopg://perfnode@127.0.0.1:{port}/perfnode", proc
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip("PostgreSQL 15 binaries not installed")
-    base = Path(tempfile.mkdtemp(prefix="perfnode-pg-"))
-    url, proc = start_postgres(base)
-    yield url
-    proc.terminate()
-    proc.wait(30)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def populate(db: Database) -> None:
@@ -176,7 +95,7 @@ def db(request, tmp_path_factory):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('q') / 'index.sqlite'}"
     else:
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue("pg_server").createdb("query_tests")
     database = Database(url)
     populate(database)
     yield database
