@@ -261,8 +261,14 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     timings["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     aif = fit.provenance.get("aif_curve")
-    qc = check_series(headers, technique=technique, protocols=req.protocols, times_s=vol.times_s,
-                      data=curves if curves.ndim == 4 else None,
+    study = [hs[0] for hs in companions.series.values()]  # T1 map, B1 map, M0 present in the study?
+    g = vol.geometry
+    # Motion by cross-correlation is confounded by strong T1 enhancement (a DCE phantom without motion
+    # reads as a 20 mm shift), so it is not measured for DCE until the estimator is made robust to it.
+    spacing_mm = (None if technique == "dce" else
+                  (float(g.slice_spacing or g.slice_thickness or 1.0), *map(float, g.pixel_spacing)))
+    qc = check_series(headers, study=[headers[0], *study], technique=technique, protocols=req.protocols,
+                      times_s=vol.times_s, data=curves if curves.ndim == 4 else None, spacing_mm=spacing_mm,
                       aif=np.asarray(aif) if aif is not None else None, fit=fit)
     findings: list[Finding] = [*check_perf(headers), *qc.findings]
     timings["qc"] = time.perf_counter() - t2
