@@ -155,13 +155,23 @@ def test_maps_offline_command(tmp_path):
     phantom_dir = tmp_path / "phantom"
     make("dsc", "per-time", phantom_dir, seed=7)
     out = tmp_path / "out"
-    res = run(perfnode("maps", str(phantom_dir), "--out", str(out), "--json", "--no-report"), timeout=300)
+    res = run(perfnode("maps", str(phantom_dir), "--out", str(out), "--json", "--no-report", "--colour"),
+              timeout=300)
     assert res.returncode == 0, res.stderr
     (summary,) = json.loads(res.stdout)
     assert summary["technique"] == "dsc"
     names = {Path(p).stem for p in summary["maps"]}
     assert {"cbf", "cbv", "mtt_s", "tmax_s"} <= names
     source = dcmread(next((phantom_dir / "series01").iterdir()), stop_before_pixels=True)
+    colour = [p for p in summary["maps"] if Path(p).parent.name == "colour"]
+    quantitative = [p for p in summary["maps"] if Path(p).parent.name == "maps"]
+    assert sorted(Path(p).stem for p in colour) == sorted(Path(p).stem for p in quantitative)
+    for p in colour:  # one colour rendering per map, labelled as such, valid
+        sc = dcmread(p, stop_before_pixels=True)
+        assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7.4" and sc.BurnedInAnnotation == "YES"
+        assert "NOT FOR QUANTITATIVE USE" in sc.SeriesDescription
+    check = run([need("dciodvfy"), colour[0]])
+    assert [ln for ln in (check.stdout + check.stderr).splitlines() if ln.startswith("Error")] == []
     for p in summary["maps"]:
         pm = dcmread(p, stop_before_pixels=True)
         # the maps overlay the source: same study, same frame of reference
