@@ -12,7 +12,9 @@ VENV="${PERFNODE_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 
 need_apt=()
-command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v "$PY" >/dev/null 2>&1 || { PY=python3; need_apt+=(python3); }
+"$PY" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v dcmdump >/dev/null 2>&1 || need_apt+=(dcmtk)   # not storescu: pynetdicom ships a look-alike
 command -v dciodvfy >/dev/null 2>&1 || need_apt+=(dicom3tools)
 if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   # PostgreSQL server binaries for the PostgreSQL tests (started by the tests themselves).
