@@ -100,6 +100,16 @@ class Node:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
+    def logged(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether ``text`` appears in the node's log within ``timeout`` s (a log line may follow
+        the response the test has already read)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
 
 def run(cmd: list[str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
     """Run a command, capture its output as text."""

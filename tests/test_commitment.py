@@ -228,7 +228,7 @@ def test_report_survives_a_restart(cm_node, requester):
     uid = generate_uid()
     assert requester.request(cm_node, STORED, uid)[0] == 0x0000
     time.sleep(1.0)
-    assert "not delivered" in cm_node.output()
+    assert cm_node.logged("not delivered")
     cm_node.restart()
     requester.listen()
     [(event_type, info)] = requester.wait()
@@ -266,4 +266,4 @@ def test_report_on_the_same_association(node_factory, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "2 committed, 0 failed" in out, out
-    assert "delivered on the same association" in n.output()
+    assert n.logged("delivered on the same association")

@@ -58,7 +58,7 @@ def test_require_known_peers(node_factory):
     assert run([echoscu, "-aet", "MODALITY", "-aec", "PERFNODE", "127.0.0.1", str(node.port)]).returncode == 0
     res = run([echoscu, "-aet", "STRANGER", "-aec", "PERFNODE", "127.0.0.1", str(node.port)])
     assert res.returncode != 0 and "Association Rejected" in res.stdout + res.stderr
-    assert "association rejected from STRANGER@127.0.0.1" in node.output()
+    assert node.logged("association rejected from STRANGER@127.0.0.1")
 
 
 def test_config_file_sets_ae_title_port_and_peers(node_factory, tmp_path):
