@@ -20,7 +20,7 @@ other transfer syntaxes decoded by pydicom; each frame is rescaled straight into
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from perfnode.dicom.concatenation import concatenation_errors
-from perfnode.dicom.groups import FunctionalGroups, functional_groups
+from perfnode.dicom.groups import Column, FunctionalGroups, functional_groups
 
 ENHANCED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
@@ -182,8 +182,94 @@ def _extra(fg: FunctionalGroups, i: int) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class _Table:
+    """The frames of one or more sources as columns, one entry per frame (see :class:`_Frame`)."""
+
+    source: np.ndarray  # (n,) int
+    index: np.ndarray  # (n,) int
+    temporal: list[int | None]
+    position: np.ndarray  # (n, 3)
+    orientation: list[tuple[float, ...]]
+    time: list[datetime | None]
+    trigger_ms: list[float | None]
+    slope: np.ndarray  # (n,)
+    intercept: np.ndarray  # (n,)
+    extra: dict[str, list[Any]]  # EXTRA_KEYS → value per frame, None where absent
+    time_source: list[str]
+    pixel_measures: dict[str, Any] | None  # of the first frame (Enhanced sources)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @classmethod
+    def from_rows(cls, rows: list[_Frame]) -> _Table:
+        return cls(
+            np.array([f.source for f in rows], np.int64),
+            np.array([f.index for f in rows], np.int64),
+            [f.temporal for f in rows],
+            np.array([f.position for f in rows], float).reshape(-1, 3),
+            [f.orientation for f in rows],
+            [f.time for f in rows],
+            [f.trigger_ms for f in rows],
+            np.array([f.slope for f in rows], float),
+            np.array([f.intercept for f in rows], float),
+            {k: [f.extra.get(k) for f in rows] for k in EXTRA_KEYS},
+            [f.extra.get("_time_source", "") for f in rows],
+            rows[0].extra.get("_pixel_measures") if rows else None,
+        )
+
+    @classmethod
+    def concat(cls, tables: list[_Table]) -> _Table:
+        def cat(name: str) -> list[Any]:
+            return [v for t in tables for v in getattr(t, name)]
+
+        return cls(
+            np.concatenate([t.source for t in tables]),
+            np.concatenate([t.index for t in tables]),
+            cat("temporal"),
+            np.concatenate([t.position for t in tables]),
+            cat("orientation"),
+            cat("time"),
+            cat("trigger_ms"),
+            np.concatenate([t.slope for t in tables]),
+            np.concatenate([t.intercept for t in tables]),
+            {k: [v for t in tables for v in t.extra[k]] for k in EXTRA_KEYS},
+            cat("time_source"),
+            tables[0].pixel_measures,
+        )
+
+    def rows(self) -> list[_Frame]:
+        out = []
+        for i in range(len(self)):
+            extra = {k: v[i] for k, v in self.extra.items() if v[i] is not None}
+            extra["_time_source"] = self.time_source[i]
+            if i == 0 and self.pixel_measures is not None:
+                extra["_pixel_measures"] = self.pixel_measures
+            out.append(
+                _Frame(
+                    int(self.source[i]),
+                    int(self.index[i]),
+                    self.temporal[i],
+                    tuple(self.position[i].tolist()),
+                    self.orientation[i],
+                    self.time[i],
+                    self.trigger_ms[i],
+                    float(self.slope[i]),
+                    float(self.intercept[i]),
+                    extra,
+                )
+            )
+        return out
+
+
 def frame_table(ds: Dataset, source: int = 0) -> list[_Frame]:
     """One row per frame of ``ds`` (Enhanced: from the functional groups; classic: the one frame)."""
+    return _table(ds, source).rows()
+
+
+def _table(ds: Dataset, source: int = 0) -> _Table:
+    """:func:`frame_table` as columns."""
     n = int(ds.get("NumberOfFrames") or 1)
     if 0x52009230 not in ds:  # tested by tag: looking it up by keyword would parse the whole sequence
         if ds.SOPClassUID in ENHANCED_SOP_CLASSES or n > 1:
@@ -192,14 +278,112 @@ def frame_table(ds: Dataset, source: int = 0) -> list[_Frame]:
                 "(5200,9230) PerFrameFunctionalGroupsSequence missing "
                 "(PS3.3 C.7.6.16): frame positions and times unknown"
             )
-        return [_classic_frame(ds, source)]
-    rows = []
+        return _Table.from_rows([_classic_frame(ds, source)])
     fg = functional_groups(ds)
     if len(fg) != n:
         raise AssemblyError(
             f"{ds.SOPInstanceUID}: (5200,9230) PerFrameFunctionalGroupsSequence has "
             f"{len(fg)} items, (0028,0008) NumberOfFrames is {n} (PS3.3 C.7.6.16)"
         )
+    try:
+        return _columns(ds, fg, source)
+    except Exception:  # noqa: BLE001 - malformed values: the frame-by-frame reading names the first one
+        return _Table.from_rows(_rows(ds, fg, source))
+
+
+def _each(col: Column, fn: Callable[[Any], Any]) -> list[Any]:
+    """``fn`` of every frame's value, computed once per distinct value."""
+    done = [fn(v) for v in col.values]
+    return [done[c] for c in col.codes.tolist()]
+
+
+def _floats(v: Any) -> tuple[float, ...] | None:
+    return None if v is None else tuple(float(x) for x in v)
+
+
+def _columns(ds: Dataset, fg: FunctionalGroups, source: int) -> _Table:
+    """The columns of an Enhanced instance, each distinct value converted once (see :func:`_rows`)."""
+    n = len(fg)
+    pos = _each(fg.column("PlanePositionSequence", "ImagePositionPatient"), _floats)
+    ori = _each(fg.column("PlaneOrientationSequence", "ImageOrientationPatient"), _floats)
+    if None in pos or None in ori:
+        raise ValueError("missing position or orientation")  # named by _rows
+    times: list[tuple[datetime | None, str]] = [(None, "")] * n
+    todo = np.ones(n, bool)
+    for kw in ("FrameAcquisitionDateTime", "FrameReferenceDateTime"):
+        col = fg.column("FrameContentSequence", kw)
+        parsed = [_parse_dt(v) for v in col.values]
+        for i in np.flatnonzero(todo).tolist():
+            if (t := parsed[col.codes[i]]) is not None:
+                times[i] = (t, kw)
+                todo[i] = False
+    classic_time = _classic_time(ds)
+    for i in np.flatnonzero(todo).tolist():
+        times[i] = classic_time
+    trigger = float(ds.TriggerTime) if ds.get("TriggerTime") is not None else None
+    top_slope, top_icpt = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    slope = _each(fg.column("PixelValueTransformationSequence", "RescaleSlope"), _or(top_slope))
+    icpt = _each(fg.column("PixelValueTransformationSequence", "RescaleIntercept"), _or(top_icpt))
+    return _Table(
+        np.full(n, source, np.int64),
+        np.arange(n),
+        _each(fg.column("FrameContentSequence", "TemporalPositionIndex"), _int_or_none),
+        np.array(pos, float).reshape(n, -1),
+        ori,
+        [t for t, _ in times],
+        [trigger] * n,
+        np.array(slope, float),
+        np.array(icpt, float),
+        _extra_columns(fg),
+        [kw for _, kw in times],
+        {
+            "PixelSpacing": fg.value(0, "PixelMeasuresSequence", "PixelSpacing"),
+            "SliceThickness": fg.value(0, "PixelMeasuresSequence", "SliceThickness"),
+        },
+    )
+
+
+def _or(default: float) -> Callable[[Any], float]:
+    return lambda v: float(v) if v is not None else default
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if v is not None else None
+
+
+def _extra_columns(fg: FunctionalGroups) -> dict[str, list[Any]]:
+    """:func:`_extra` as columns."""
+    n = len(fg)
+    out: dict[str, list[Any]] = {k: [None] * n for k in EXTRA_KEYS}
+    out["echo_time_ms"] = _each(fg.column("MREchoSequence", "EffectiveEchoTime"), _or_none(float))
+    fa = fg.column("MRTimingAndRelatedParametersSequence", "FlipAngle")
+    out["flip_angle_deg"] = _each(fa, _or_none(float))
+    out["inversion_time_ms"] = _each(
+        fg.column("MRModifierSequence", "InversionTimes"),
+        _or_none(lambda ti: float(ti[0] if isinstance(ti, (list, MultiValue)) else ti)),
+    )
+    has = fg.has_column("MRDiffusionSequence")
+    if has.any():
+        b = fg.column("MRDiffusionSequence", "DiffusionBValue").tolist()
+        g = fg.column(
+            "MRDiffusionSequence", "DiffusionGradientDirectionSequence", "DiffusionGradientOrientation"
+        ).tolist()
+        for i in np.flatnonzero(has).tolist():
+            out["diffusion"][i] = (float(b[i] or 0.0), *(float(v) for v in g[i] or (0.0, 0.0, 0.0)))
+    out["asl_context"] = _each(
+        fg.column("MRArterialSpinLabelingSequence", "ASLContext"), lambda c: str(c) if c else None
+    )
+    return out
+
+
+def _or_none(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: fn(v) if v is not None else None
+
+
+def _rows(ds: Dataset, fg: FunctionalGroups, source: int) -> list[_Frame]:
+    """The frame table frame by frame: the reference, and the reader that names a malformed frame."""
+    n = len(fg)
+    rows = []
     classic_time = _classic_time(ds)
     trigger = float(ds.TriggerTime) if ds.get("TriggerTime") is not None else None
     top_slope, top_icpt = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
@@ -303,14 +487,6 @@ def _pixels(ds: Dataset, src: Source) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def _time_of(f: _Frame, start: datetime | None) -> float:
-    if f.time is not None and start is not None:
-        return (f.time - start).total_seconds()
-    if f.trigger_ms is not None:
-        return f.trigger_ms / 1000.0
-    return float("nan")
-
-
 def _codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Integer code of each value in the sorted list of its distinct values."""
     uniq = sorted(set(values), key=lambda v: (isinstance(v, str), v))
@@ -354,9 +530,7 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
         )
     if errors := concatenation_errors(headers):
         raise AssemblyError("; ".join(str(e) for e in errors))
-    frames: list[_Frame] = []
-    for k, h in enumerate(headers):
-        frames += frame_table(h, k)
+    frames = _Table.concat([_table(h, k) for k, h in enumerate(headers)])
     if len({h.SOPInstanceUID for h in headers}) != len(headers):
         raise AssemblyError("(0008,0018) SOPInstanceUID: the same instance given twice")
     ref = headers[0]
@@ -368,35 +542,33 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
                 )
 
     # Geometry: one orientation; slices = distinct positions along the normal.
-    orientations = {tuple(round(v, 4) for v in f.orientation) for f in frames}
+    orientations = {tuple(round(v, 4) for v in o) for o in _distinct(frames.orientation)}
     if len(orientations) > 1:
         raise AssemblyError(
             f"(0020,0037) ImageOrientationPatient differs between frames: {sorted(orientations)}"
         )
-    ori = np.array(frames[0].orientation)
+    ori = np.array(frames.orientation[0])
     normal = np.cross(ori[:3], ori[3:])
-    pos = np.array([f.position for f in frames])
+    pos = frames.position
     dist = np.round(pos @ normal, POSITION_DECIMALS)
-    z_code, z_values = _codes(list(dist))
+    z_code, z_values = _codes(dist.tolist())
 
     # Extra axes: the attributes that take more than one value.
-    extra_names = [k for k in EXTRA_KEYS if len({repr(f.extra.get(k)) for f in frames}) > 1]
+    extra_names = [k for k in EXTRA_KEYS if len({repr(v) for v in _distinct(frames.extra[k])}) > 1]
     for k in extra_names:
-        if any(k not in f.extra for f in frames):
+        if None in frames.extra[k]:
             raise AssemblyError(f"{k}: present in some frames only")
     extra_codes, extra_values = [], []
     for k in extra_names:
-        c, v = _codes([f.extra[k] for f in frames])
+        c, v = _codes(frames.extra[k])
         extra_codes.append(c)
         extra_values.append(v)
 
     # Time axis: Temporal Position Index/Identifier when every frame has it, else rank of time per cell.
-    times = [f.time for f in frames if f.time is not None]
-    start = min(times) if times else None
-    t_s = np.array([_time_of(f, start) for f in frames])
-    if all(f.temporal is not None for f in frames):
-        t_code, _ = _codes([f.temporal for f in frames])
-    elif all(f.temporal is None for f in frames):
+    t_s, start = _seconds(frames)
+    if None not in frames.temporal:
+        t_code, _ = _codes(frames.temporal)
+    elif all(t is None for t in frames.temporal):
         if np.isnan(t_s).any():
             t_code = np.zeros(len(frames), np.int64)
         else:
@@ -409,7 +581,9 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
             t_code[order] = np.arange(len(frames)) - starts
     else:
         missing = [
-            f"{headers[f.source].SOPInstanceUID} frame {f.index + 1}" for f in frames if f.temporal is None
+            f"{headers[s].SOPInstanceUID} frame {i + 1}"
+            for s, i, t in zip(frames.source.tolist(), frames.index.tolist(), frames.temporal, strict=True)
+            if t is None
         ]
         raise AssemblyError(
             f"(0020,9128) TemporalPositionIndex missing in {len(missing)} frame(s): {', '.join(missing[:5])}"
@@ -430,34 +604,27 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
             f"{' × '.join(map(str, shape))} grid: {'; '.join(cells)}"
         )
 
-    # Pixels: decode each source once, rescale each frame into its cell.
+    # Pixels: decode each source once, rescale runs of frames straight into their cells.
     rows, cols = int(ref.Rows), int(ref.Columns)
     data = np.empty((*shape, rows, cols), np.float32)
     out = data.reshape(-1, rows, cols)
     frame_times = np.full(int(np.prod(shape)), np.nan)
+    frame_times[flat] = t_s
     source_frames = np.zeros((int(np.prod(shape)), 2), np.int64)
-    by_source: dict[int, list[int]] = {}
-    for i, f in enumerate(frames):
-        by_source.setdefault(f.source, []).append(i)
-    for k, idx in by_source.items():
-        px = _pixels(headers[k], srcs[k])
-        for i in idx:
-            f, cell = frames[i], flat[i]
-            np.multiply(px[f.index], np.float32(f.slope), out=out[cell], casting="unsafe")
-            if f.intercept:
-                out[cell] += np.float32(f.intercept)
-            frame_times[cell] = t_s[i]
-            source_frames[cell] = (k, f.index + 1)
-        del px
+    source_frames[flat] = np.stack([frames.source, frames.index + 1], axis=1)
+    for k in range(len(headers)):
+        idx = np.flatnonzero(frames.source == k)
+        if len(idx):
+            px = _pixels(headers[k], srcs[k])
+            _rescale(px, out, frames.index[idx], flat[idx], frames.slope[idx], frames.intercept[idx])
+            del px
     frame_times = frame_times.reshape(shape)
     per_t = frame_times.reshape(-1, nt, len(z_values))
     times_s = np.nanmin(per_t, axis=(0, 2)) if not np.isnan(per_t).all() else np.full(nt, np.nan)
 
     # Positions per slice (first frame found at that slice).
-    positions = np.zeros((len(z_values), 3))
-    for zc in range(len(z_values)):
-        positions[zc] = pos[np.flatnonzero(z_code == zc)[0]]
-    pm = frames[0].extra.get("_pixel_measures") or ref
+    positions = pos[np.unique(z_code, return_index=True)[1]]
+    pm = frames.pixel_measures or ref
     pixel_spacing, thickness = pm.get("PixelSpacing"), pm.get("SliceThickness")
     if pixel_spacing is None:
         raise AssemblyError("(0028,0030) PixelSpacing missing (PS3.3 C.7.6.16.2.1)")
@@ -470,7 +637,7 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
         float(thickness) if thickness is not None else None,
         str(ref.get("FrameOfReferenceUID", "")),
     )
-    time_sources = {f.extra.get("_time_source", "") for f in frames}
+    time_sources = set(frames.time_source)
     return Volume4D(
         data=data,
         times_s=times_s,
@@ -484,6 +651,47 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
         series_instance_uid=str(ref.get("SeriesInstanceUID", "")),
         sop_class_uid=str(ref.SOPClassUID),
     )
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """The distinct objects of ``values`` (by identity: frames sharing a value share the object)."""
+    return list({id(v): v for v in values}.values())
+
+
+def _seconds(frames: _Table) -> tuple[np.ndarray, datetime | None]:
+    """Seconds of each frame from the earliest frame time (else Trigger Time; else NaN), and that start."""
+    distinct = set(frames.time)
+    distinct.discard(None)
+    start = min(distinct) if distinct else None
+    seconds = {t: (t - start).total_seconds() for t in distinct}
+    nan = float("nan")
+    t_s = [
+        seconds[t] if t is not None and start is not None else (trig / 1000.0 if trig is not None else nan)
+        for t, trig in zip(frames.time, frames.trigger_ms, strict=True)
+    ]
+    return np.array(t_s, float), start
+
+
+def _rescale(
+    px: np.ndarray, out: np.ndarray, index: np.ndarray, cells: np.ndarray, slope: np.ndarray, icpt: np.ndarray
+) -> None:
+    """``out[cells] = px[index] × slope + intercept`` (float32, like a frame at a time), in runs of frames
+    that are consecutive in both the source and the output and share the rescale."""
+    order = np.argsort(index, kind="stable")
+    index, cells, slope, icpt = index[order], cells[order], slope[order], icpt[order]
+    cut = np.ones(len(index) + 1, bool)
+    cut[1:-1] = (np.diff(index) != 1) | (np.diff(cells) != 1)
+    cut[1:-1] |= (slope[1:] != slope[:-1]) | (icpt[1:] != icpt[:-1])
+    bounds = np.flatnonzero(cut).tolist()
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        i, c, m = int(index[a]), int(cells[a]), b - a
+        dst = out[c : c + m]
+        if slope[a] == 1.0:
+            np.copyto(dst, px[i : i + m], casting="unsafe")  # × 1 is exact: the same values, one pass less
+        else:
+            np.multiply(px[i : i + m], np.float32(slope[a]), out=dst, casting="unsafe")
+        if icpt[a]:
+            dst += np.float32(icpt[a])
 
 
 def _cell(names: list[str], axes: list[list[Any]], idx: tuple[Any, ...]) -> str:

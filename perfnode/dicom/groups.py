@@ -2,18 +2,26 @@
 
 pydicom parses a sequence into nested Datasets on first access, which over thousands of frames costs
 far more than reading the pixels. For a file read with the Per-frame Functional Groups Sequence still
-raw (explicit VR little endian, the usual case), :class:`FunctionalGroups` walks its bytes once and
-keeps only the leaf values, keyed by the path of tags (first item of each nested sequence). For
-anything else (datasets built in memory, other encodings) it falls back to pydicom's attribute access;
-both give the same values (tests compare them).
+raw (explicit VR little endian, the usual case), :class:`FunctionalGroups` reads its bytes once and
+keeps only the leaf values, keyed by the path of tags (first item of each nested sequence), as
+columns: per path, the distinct raw values and, per frame, the index of its value.
+
+Items that share a byte layout (same tags, VRs and lengths: the usual case, as a writer emits the
+same macros for every frame) are parsed once in Python; the values of all frames of that layout are
+then cut out of a 2-D byte array at fixed offsets. Anything irregular (undefined lengths, items that
+overrun) goes through the element walker, which is also the reference the tests compare against.
+Datasets built in memory and other encodings fall back to pydicom's attribute access; all paths give
+the same values.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -25,16 +33,25 @@ UNDEFINED = 0xFFFFFFFF
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DT", b"LO", b"LT", b"PN", b"SH", b"ST", b"TM", b"UC", b"UI", b"UT"}
 BINARY = {b"UL": "I", b"US": "H", b"SL": "i", b"SS": "h", b"FD": "d", b"FL": "f", b"AT": "I"}
+MAX_LAYOUTS = 64  # more distinct item layouts than this: walk every item instead
 
-Flat = dict[tuple[int, ...], tuple[bytes, bytes]]
+#: path of tags → (VR, start, end) of the value in the sequence's bytes
+Flat = dict[tuple[int, ...], tuple[bytes, int, int]]
+TagPath = tuple[int, ...]
+Raw = tuple[bytes, bytes]  # (VR, value bytes)
+Heads = list[tuple[int, int]]  # (position, size) of each header read
 
 
-def _items(buf: bytes, pos: int, end: int) -> tuple[list[Flat], int]:
-    """Parse sequence items from ``pos`` up to ``end`` (or a sequence delimiter)."""
+def _items(buf: bytes, pos: int, end: int, heads: Heads | None = None) -> tuple[list[Flat], int]:
+    """Parse sequence items from ``pos`` up to ``end`` (or a sequence delimiter).
+
+    ``heads`` collects ``(position, size)`` of every header read (the item's byte skeleton)."""
     items: list[Flat] = []
     while pos < end:
         group, elem, length = struct.unpack_from("<HHI", buf, pos)
         tag = group << 16 | elem
+        if heads is not None:
+            heads.append((pos, 8))
         pos += 8
         if tag == SEQ_END:
             break
@@ -42,36 +59,41 @@ def _items(buf: bytes, pos: int, end: int) -> tuple[list[Flat], int]:
             raise ValueError(f"expected an item tag at byte {pos - 8}, found {tag:08X}")
         flat: Flat = {}
         if length == UNDEFINED:
-            pos = _elements(buf, pos, len(buf), flat)
+            pos = _elements(buf, pos, len(buf), flat, heads)
         else:
-            _elements(buf, pos, pos + length, flat)
+            _elements(buf, pos, pos + length, flat, heads)
             pos += length
         items.append(flat)
     return items, pos
 
 
-def _elements(buf: bytes, pos: int, end: int, flat: Flat) -> int:
+def _elements(buf: bytes, pos: int, end: int, flat: Flat, heads: Heads | None = None) -> int:
     """Parse elements of one item into ``flat``; returns the position after the item."""
     while pos < end:
         group, elem = struct.unpack_from("<HH", buf, pos)
         tag = group << 16 | elem
         if tag == ITEM_END:
+            if heads is not None:
+                heads.append((pos, 8))
             return pos + 8
         vr = buf[pos + 4 : pos + 6]
         if vr in LONG_VRS:
             (length,) = struct.unpack_from("<I", buf, pos + 8)
-            pos += 12
+            size = 12
         else:
             (length,) = struct.unpack_from("<H", buf, pos + 6)
-            pos += 8
+            size = 8
+        if heads is not None:
+            heads.append((pos, size))
+        pos += size
         if vr == b"SQ":
-            sub, after = _items(buf, pos, len(buf) if length == UNDEFINED else pos + length)
+            sub, after = _items(buf, pos, len(buf) if length == UNDEFINED else pos + length, heads)
             if sub:
                 for k, v in sub[0].items():
                     flat[(tag, *k)] = v
             pos = after if length == UNDEFINED else pos + length
         else:
-            flat[(tag,)] = (vr, buf[pos : pos + length])
+            flat[(tag,)] = (vr, pos, pos + length)
             pos += length
     return pos
 
@@ -93,6 +115,151 @@ def _decode(vr: bytes, raw: bytes) -> Any:
             return None
         return text.split("\\") if "\\" in text and vr not in (b"LT", b"ST", b"UT") else text
     return raw
+
+
+@dataclass
+class RawColumn:
+    """One leaf path over all frames: distinct ``(VR, bytes)`` values and each frame's index (−1: absent)."""
+
+    values: list[Raw]
+    codes: np.ndarray
+
+
+@dataclass
+class Column:
+    """Values of one attribute for every frame: ``values[codes[i]]`` is frame ``i``'s value."""
+
+    values: list[Any]
+    codes: np.ndarray
+
+    def __getitem__(self, i: int) -> Any:
+        return self.values[self.codes[i]]
+
+    def tolist(self) -> list[Any]:
+        """One value per frame."""
+        v = self.values
+        return [v[c] for c in self.codes.tolist()]
+
+
+class _Builder:
+    """Collects raw columns over frames, deduplicating ``(VR, bytes)`` values per path."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.columns: dict[TagPath, RawColumn] = {}
+        self._lookup: dict[TagPath, dict[Raw, int]] = {}
+
+    def column(self, path: TagPath) -> tuple[RawColumn, dict[Raw, int]]:
+        col = self.columns.get(path)
+        if col is None:
+            col = self.columns[path] = RawColumn([], np.full(self.n, -1, np.int64))
+            self._lookup[path] = {}
+        return col, self._lookup[path]
+
+    def code(self, path: TagPath, raw: Raw) -> int:
+        col, lookup = self.column(path)
+        k = lookup.get(raw)
+        if k is None:
+            k = lookup[raw] = len(col.values)
+            col.values.append(raw)
+        return k
+
+    def set(self, path: TagPath, rows: np.ndarray | int, codes: np.ndarray | int) -> None:
+        self.column(path)[0].codes[rows] = codes
+
+
+def walk_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int]:
+    """Raw columns of every item, by the element walker (the reference); also the number of items."""
+    flats = _items(buf, 0, len(buf))[0]
+    b = _Builder(len(flats))
+    for i, flat in enumerate(flats):
+        for path, (vr, start, end) in flat.items():
+            b.set(path, i, b.code(path, (vr, buf[start:end])))
+    return b.columns, len(flats)
+
+
+def _spans(buf: bytes) -> list[tuple[int, int]] | None:
+    """``(start, length)`` of each item's content; None unless every item has a defined length inside."""
+    spans = []
+    pos, n = 0, len(buf)
+    while pos < n:
+        if pos + 8 > n:
+            return None
+        group, elem, length = struct.unpack_from("<HHI", buf, pos)
+        tag = group << 16 | elem
+        if tag == SEQ_END:
+            break
+        if tag != ITEM or length == UNDEFINED or pos + 8 + length > n:
+            return None
+        spans.append((pos + 8, length))
+        pos += 8 + length
+    return spans
+
+
+def _layout(buf: bytes, start: int, length: int) -> tuple[Flat, np.ndarray] | None:
+    """One item's leaves (offsets relative to the item) and header byte offsets; None if irregular."""
+    flat: Flat = {}
+    heads: list[tuple[int, int]] = []
+    end = _elements(buf, start, start + length, flat, heads)
+    if end != start + length or any(p + s > start + length for p, s in heads):
+        return None
+    if any(e > start + length for _, _, e in flat.values()):
+        return None
+    rel = {path: (vr, s - start, e - start) for path, (vr, s, e) in flat.items()}
+    skeleton = np.concatenate([np.arange(p, p + s) - start for p, s in heads] or [np.zeros(0, np.int64)])
+    return rel, skeleton
+
+
+def _leaf(b: _Builder, path: TagPath, vr: bytes, block: np.ndarray, rows: np.ndarray) -> None:
+    """Codes of one leaf for the frames ``rows`` of one layout, from their value bytes ``block`` (m, w)."""
+    w = block.shape[1]
+    if w == 0:
+        b.set(path, rows, b.code(path, (vr, b"")))
+        return
+    # as fixed-width strings: numpy ignores trailing NULs, which cannot make two equal-width values equal
+    as_str = np.ascontiguousarray(block).view(f"S{w}").ravel()
+    _, first, inverse = np.unique(as_str, return_index=True, return_inverse=True)
+    col, lookup = b.column(path)
+    ids = []
+    for k in first.tolist():
+        raw = (vr, block[k].tobytes())
+        c = lookup.get(raw)
+        if c is None:
+            c = lookup[raw] = len(col.values)
+            col.values.append(raw)
+        ids.append(c)
+    col.codes[rows] = np.array(ids, np.int64)[inverse.ravel()]
+
+
+def fast_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int] | None:
+    """Raw columns by layout (see the module doc); None when the walker must do it."""
+    spans = _spans(buf)
+    if spans is None:
+        return None
+    b = _Builder(len(spans))
+    if not spans:
+        return b.columns, 0
+    arr = np.frombuffer(buf, np.uint8)
+    starts = np.array([s for s, _ in spans], np.int64)
+    lengths = np.array([n for _, n in spans], np.int64)
+    layouts = 0
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        block = arr[starts[rows, None] + np.arange(length)]
+        todo = np.arange(len(rows))
+        while len(todo):
+            layouts += 1
+            first = int(rows[todo[0]])
+            found = _layout(buf, spans[first][0], length) if layouts <= MAX_LAYOUTS else None
+            if found is None:
+                return None
+            leaves, skeleton = found
+            same = (block[todo][:, skeleton] == block[todo[0], skeleton]).all(axis=1)
+            mine = todo[same]
+            for path, (vr, s, e) in leaves.items():
+                _leaf(b, path, vr, block[mine, s:e], rows[mine])
+            todo = todo[~same]
+    return b.columns, len(spans)
 
 
 @lru_cache(maxsize=512)
@@ -131,8 +298,12 @@ class FunctionalGroups:
     def __init__(self, ds: Dataset) -> None:
         shared = ds.get("SharedFunctionalGroupsSequence")
         self.shared: Dataset | None = shared[0] if shared else None
-        self._shared_values: dict[tuple[int, ...], Any] = {}
-        self.raw: list[Flat] | None = None
+        self._shared_values: dict[TagPath, Any] = {}
+        self._columns: dict[TagPath, Column] = {}
+        self._macros: dict[int, np.ndarray] = {}
+        #: leaf columns read from the raw bytes (None: pydicom's parsed items in :attr:`frames`)
+        self.raw: dict[TagPath, RawColumn] | None = None
+        self.frames: list[Dataset] = []
         elem = ds._dict.get(PER_FRAME)  # type: ignore[attr-defined]
         if (
             isinstance(elem, RawDataElement)
@@ -141,42 +312,79 @@ class FunctionalGroups:
             and not elem.is_implicit_VR
         ):
             buf = bytes(elem.value)
-            self.raw = _items(buf, 0, len(buf))[0]
-            self.macros = [{k[0] for k in flat} for flat in self.raw]
-            self.frames: list[Dataset] = []
-            self.count = len(self.raw)
+            self.raw, self.count = fast_columns(buf) or walk_columns(buf)
         else:
             self.frames = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
             self.count = len(self.frames)
+
+    def _shared(self, tags: TagPath) -> Any:
+        if tags not in self._shared_values:
+            self._shared_values[tags] = _navigate(self.shared, tags)
+        return self._shared_values[tags]
+
+    def _macro(self, tag: int) -> np.ndarray:
+        """Per frame: is macro ``tag`` in the frame's per-frame item (raw path)?"""
+        mask = self._macros.get(tag)
+        if mask is None:
+            mask = np.zeros(self.count, bool)
+            for path, col in (self.raw or {}).items():
+                if path[0] == tag:
+                    mask |= col.codes >= 0
+            self._macros[tag] = mask
+        return mask
 
     def value(self, index: int, *keywords: str) -> Any:
         """Value at ``keywords`` (macro, …, attribute) for frame ``index``: per-frame, else shared."""
         tags = _path(tuple(keywords))
         if self.raw is not None:
-            hit = self.raw[index].get(tags)
-            if hit is not None:
-                v = _decode(*hit)
+            col = self.raw.get(tags)
+            code = int(col.codes[index]) if col is not None else -1
+            if code >= 0:
+                v = _decode(*col.values[code])  # type: ignore[union-attr]
                 if v is not None:
                     return v
-            elif tags[0] in self.macros[index]:
+            elif self._macro(tags[0])[index]:
                 return None  # the macro is per-frame in this frame: no fallback to shared
         else:
             pf = self.frames[index]
             if tags[0] in pf and pf[tags[0]].value:
                 return _navigate(pf, tags)
-        if tags not in self._shared_values:
-            self._shared_values[tags] = _navigate(self.shared, tags)
-        return self._shared_values[tags]
+        return self._shared(tags)
+
+    def column(self, *keywords: str) -> Column:
+        """:meth:`value` of every frame, as a :class:`Column` (decoded once per distinct value)."""
+        tags = _path(tuple(keywords))
+        col = self._columns.get(tags)
+        if col is None:
+            col = self._columns[tags] = self._build_column(tags, keywords)
+        return col
+
+    def _build_column(self, tags: TagPath, keywords: tuple[str, ...]) -> Column:
+        if self.raw is None:
+            return Column([self.value(i, *keywords) for i in range(self.count)], np.arange(self.count))
+        raw = self.raw.get(tags)
+        decoded = [_decode(*r) for r in raw.values] if raw is not None else []
+        absent, shared = len(decoded), len(decoded) + 1
+        codes = np.where(self._macro(tags[0]), absent, shared)
+        if raw is not None:
+            ok = np.array([v is not None for v in decoded] + [False], bool)  # −1 → the False at the end
+            here = raw.codes >= 0
+            codes[here] = shared  # present but empty: the shared value, as in :meth:`value`
+            codes[ok[raw.codes]] = raw.codes[ok[raw.codes]]
+        return Column([*decoded, None, self._shared(tags)], codes)
 
     def has(self, index: int, keyword: str) -> bool:
         """Is macro ``keyword`` present for frame ``index`` (per-frame or shared)?"""
+        return bool(self.has_column(keyword)[index])
+
+    def has_column(self, keyword: str) -> np.ndarray:
+        """Per frame: is macro ``keyword`` present (per-frame or shared)?"""
         t = _path((keyword,))[0]
+        if self.shared is not None and t in self.shared and bool(self.shared[t].value):
+            return np.ones(self.count, bool)
         if self.raw is not None:
-            if t in self.macros[index]:
-                return True
-        elif t in self.frames[index] and self.frames[index][t].value:
-            return True
-        return self.shared is not None and t in self.shared and bool(self.shared[t].value)
+            return self._macro(t).copy()
+        return np.array([t in pf and bool(pf[t].value) for pf in self.frames], bool)
 
     def __len__(self) -> int:
         return self.count

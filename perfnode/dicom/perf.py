@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from itertools import product
+from typing import Any
 
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
@@ -47,7 +48,8 @@ R_DISPLAY = "IHE RAD TF-2 Table 4.16.4.2.2.7-1"
 R_VALUES = "PS3.3 C.7.6.17.1"
 
 FRAME_CONTENT = Tag("FrameContentSequence")
-REQUIRED_POINTERS = (Tag("StackID"), Tag("InStackPositionNumber"), Tag("TemporalPositionIndex"))
+STACK_ID, IN_STACK_POSITION, TEMPORAL_INDEX = 0x00209056, 0x00209057, 0x00209128
+REQUIRED_POINTERS = (Tag(STACK_ID), Tag(IN_STACK_POSITION), Tag(TEMPORAL_INDEX))
 
 
 def _kw(tag: int) -> str:
@@ -224,7 +226,9 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
         if len(parts) == 1
         else f"concatenation of {parts[0].get('SOPInstanceUIDOfConcatenationSource', '')}"
     )
-    pointers = [Tag(d.get("DimensionIndexPointer", 0)) for d in parts[0].get("DimensionIndexSequence") or []]
+    pointers = [
+        int(Tag(d.get("DimensionIndexPointer", 0))) for d in parts[0].get("DimensionIndexSequence") or []
+    ]
     bad_type: dict[str, list[int]] = defaultdict(list)
     no_tpi: list[int] = []
     mismatch: dict[str, list[int]] = defaultdict(list)
@@ -234,31 +238,42 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
     for p in parts:
         fg = functional_groups(p)
         offset = int(p.get("ConcatenationFrameOffsetNumber") or 0) if len(parts) > 1 else 0
-        for i in range(len(fg)):
+        mr = fg.column("MRImageFrameTypeSequence", "FrameType")
+        ct = fg.column("CTImageFrameTypeSequence", "FrameType")
+        divs = fg.column("FrameContentSequence", "DimensionIndexValues")
+        types: dict[tuple[int, int], list[str]] = {}  # per distinct (MR, CT) Frame Type: findings' found
+        div_ints: dict[int, list[int]] = {}  # per distinct Dimension Index Values: as ints
+        columns = (
+            mr.codes.tolist(),
+            ct.codes.tolist(),
+            fg.column("FrameContentSequence", "TemporalPositionIndex").tolist(),
+            fg.column("FrameContentSequence", "InStackPositionNumber").tolist(),
+            fg.column("FrameContentSequence", "StackID").tolist(),
+            divs.codes.tolist(),
+        )
+        for i, (a, b, tpi, pos_no, stack, d) in enumerate(zip(*columns, strict=True)):
             n += 1
             frame_no = offset + i + 1
-            ft = fg.value(i, "MRImageFrameTypeSequence", "FrameType") or fg.value(
-                i, "CTImageFrameTypeSequence", "FrameType"
-            )
-            for f in _values("", "FrameType", [ft] if isinstance(ft, str) else (list(ft) if ft else None)):
-                bad_type[f.found].append(frame_no)
-            tpi = fg.value(i, "FrameContentSequence", "TemporalPositionIndex")
-            pos_no = fg.value(i, "FrameContentSequence", "InStackPositionNumber")
-            stack = fg.value(i, "FrameContentSequence", "StackID")
+            if (a, b) not in types:
+                types[(a, b)] = _frame_type_found(mr.values[a] or ct.values[b])
+            for found in types[(a, b)]:
+                bad_type[found].append(frame_no)
             if tpi is None:
                 no_tpi.append(frame_no)
-            raw_div = fg.value(i, "FrameContentSequence", "DimensionIndexValues")
-            div = [int(raw_div)] if isinstance(raw_div, int) else [int(v) for v in raw_div or []]
+            if d not in div_ints:
+                raw = divs.values[d]
+                div_ints[d] = [int(raw)] if isinstance(raw, int) else [int(v) for v in raw or []]
+            div = div_ints[d]
             if pointers and len(div) != len(pointers):
                 mismatch[f"{len(div)} values for {len(pointers)} pointers"].append(frame_no)
             else:
                 for ptr, v in zip(pointers, div, strict=False):
-                    if ptr == Tag("InStackPositionNumber") and pos_no != v:
+                    if ptr == IN_STACK_POSITION and pos_no != v:
                         mismatch[f"InStackPositionNumber {pos_no} vs index {v}"].append(frame_no)
-                    elif ptr == Tag("TemporalPositionIndex") and tpi is not None and tpi != v:
+                    elif ptr == TEMPORAL_INDEX and tpi is not None and tpi != v:
                         mismatch[f"TemporalPositionIndex {tpi} vs index {v}"].append(frame_no)
-                    elif ptr == Tag("StackID"):
-                        stack_index[str(stack)].add(int(v))
+                    elif ptr == STACK_ID:
+                        stack_index[str(stack)].add(v)
             key = (str(stack), pos_no, tpi, *div[3:])
             cells[key].append(frame_no)
     out: list[Finding] = []
@@ -320,6 +335,12 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
             )
         )
     return out, ({} if no_tpi else dict(cells)), where0
+
+
+def _frame_type_found(ft: Any) -> list[str]:
+    """``found`` of each Frame Type finding for one frame's Frame Type value."""
+    values = [ft] if isinstance(ft, str) else (list(ft) if ft else None)
+    return [f.found for f in _values("", "FrameType", values)]
 
 
 def _grid(cells: dict[tuple, list[int]], where: str) -> list[Finding]:
