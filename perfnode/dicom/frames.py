@@ -20,6 +20,7 @@ other transfer syntaxes decoded by pydicom; each frame is rescaled straight into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -116,10 +117,30 @@ def _group(per_frame: Dataset | None, shared: Dataset | None, keyword: str) -> D
     return _seq(per_frame, keyword) or _seq(shared, keyword)
 
 
+#: YYYYMMDDHHMMSS[.F{1,6}]: read by slicing, as strptime reads it when every field is in range
+_DT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,6}))?")
+
+
+def _fast_dt(v: str) -> datetime | None:
+    """``v`` as a datetime when it is a plain 14-digit DT; None for anything strptime must judge."""
+    m = _DT.fullmatch(v)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 59):
+        return None
+    try:
+        return datetime(y, mo, d, h, mi, s, int((m.group(7) or "0").ljust(6, "0")))
+    except ValueError:
+        return None
+
+
 def _parse_dt(value: str | None) -> datetime | None:
     if not value:
         return None
     v = str(value).strip().split("+")[0].split("-")[0]
+    if (fast := _fast_dt(v)) is not None:
+        return fast
     for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
         try:
             return datetime.strptime(v, fmt)
@@ -623,12 +644,13 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
     times_s = np.nanmin(per_t, axis=(0, 2)) if not np.isnan(per_t).all() else np.full(nt, np.nan)
 
     # Positions per slice (first frame found at that slice).
-    positions = pos[np.unique(z_code, return_index=True)[1]]
+    order = np.argsort(z_code, kind="stable")
+    positions = pos[order[np.searchsorted(z_code[order], np.arange(len(z_values)))]]
     pm = frames.pixel_measures or ref
     pixel_spacing, thickness = pm.get("PixelSpacing"), pm.get("SliceThickness")
     if pixel_spacing is None:
         raise AssemblyError("(0028,0030) PixelSpacing missing (PS3.3 C.7.6.16.2.1)")
-    spacing = float(np.median(np.diff(z_values))) if len(z_values) > 1 else 0.0
+    spacing = _median(np.diff(z_values)) if len(z_values) > 1 else 0.0
     geometry = Geometry(
         ori,
         positions,
@@ -651,6 +673,15 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
         series_instance_uid=str(ref.get("SeriesInstanceUID", "")),
         sop_class_uid=str(ref.SOPClassUID),
     )
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` (the same value), without the ``numpy.ma`` import its NaN check costs on first use."""
+    d = np.sort(values)
+    if np.isnan(d).any():
+        return float(np.median(d))
+    mid = len(d) // 2
+    return float(d[mid]) if len(d) % 2 else float((d[mid - 1] + d[mid]) / 2)
 
 
 def _distinct(values: list[Any]) -> list[Any]:

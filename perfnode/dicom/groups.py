@@ -210,6 +210,20 @@ def _layout(buf: bytes, start: int, length: int) -> tuple[Flat, np.ndarray] | No
     return rel, skeleton
 
 
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first occurrence of each distinct value, and each value's distinct index.
+
+    (``np.unique`` does the same but imports ``numpy.ma`` on first use, which costs more than this.)"""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.ones(len(values), bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    group = np.cumsum(new) - 1
+    inverse = np.empty(len(values), np.int64)
+    inverse[order] = group
+    return order[new], inverse
+
+
 def _leaf(b: _Builder, path: TagPath, vr: bytes, block: np.ndarray, rows: np.ndarray) -> None:
     """Codes of one leaf for the frames ``rows`` of one layout, from their value bytes ``block`` (m, w)."""
     w = block.shape[1]
@@ -218,7 +232,7 @@ def _leaf(b: _Builder, path: TagPath, vr: bytes, block: np.ndarray, rows: np.nda
         return
     # as fixed-width strings: numpy ignores trailing NULs, which cannot make two equal-width values equal
     as_str = np.ascontiguousarray(block).view(f"S{w}").ravel()
-    _, first, inverse = np.unique(as_str, return_index=True, return_inverse=True)
+    first, inverse = _unique(as_str)
     col, lookup = b.column(path)
     ids = []
     for k in first.tolist():
@@ -228,7 +242,7 @@ def _leaf(b: _Builder, path: TagPath, vr: bytes, block: np.ndarray, rows: np.nda
             c = lookup[raw] = len(col.values)
             col.values.append(raw)
         ids.append(c)
-    col.codes[rows] = np.array(ids, np.int64)[inverse.ravel()]
+    col.codes[rows] = np.array(ids, np.int64)[inverse]
 
 
 def fast_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int] | None:
@@ -243,7 +257,7 @@ def fast_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int] | None:
     starts = np.array([s for s, _ in spans], np.int64)
     lengths = np.array([n for _, n in spans], np.int64)
     layouts = 0
-    for length in np.unique(lengths).tolist():
+    for length in sorted(set(lengths.tolist())):
         rows = np.flatnonzero(lengths == length)
         block = arr[starts[rows, None] + np.arange(length)]
         todo = np.arange(len(rows))
