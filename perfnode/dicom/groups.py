@@ -326,7 +326,11 @@ class FunctionalGroups:
             and not elem.is_implicit_VR
         ):
             buf = bytes(elem.value)
-            self.raw, self.count = fast_columns(buf) or walk_columns(buf)
+            try:
+                fast = fast_columns(buf)
+            except Exception:  # noqa: BLE001 - malformed: the walker, reading in order, names the first defect
+                fast = None
+            self.raw, self.count = fast or walk_columns(buf)
         else:
             self.frames = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
             self.count = len(self.frames)
