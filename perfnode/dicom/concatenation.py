@@ -10,13 +10,18 @@ the part itself (:data:`ALLOWED_TO_DIFFER`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from perfnode.dicom.findings import Finding, Severity
+from perfnode.dicom.groups import all_values
 
 RULE = "PS3.3 C.7.6.16.2.2.4"
+FLOATS = {b"FD": "<f8", b"FL": "<f4", b"OD": "<f8", b"OF": "<f4"}
 IHE_RULE = "IHE RAD TF-2 4.16.4.2.2.7"
 #: Attributes that may differ between the parts of a concatenation.
 ALLOWED_TO_DIFFER = frozenset(
@@ -187,9 +192,12 @@ def _differences(parts: list[Dataset], where: str) -> list[Finding]:
     out = []
     for p in parts[1:]:
         tags = set(ref._dict) | set(p._dict)  # by tag: no element is parsed unless compared
+        same_charset = ref.get(0x00080005) == p.get(0x00080005)
         for tag in sorted(tags):
             kw = keyword_for_tag(tag)
             if not kw or kw in ALLOWED_TO_DIFFER or kw.endswith("GroupLength"):
+                continue
+            if same_charset and _same_bytes(ref._dict.get(tag), p._dict.get(tag)):
                 continue
             a, b = ref.get(tag), p.get(tag)
             a, b = (a.value if a is not None else None), (b.value if b is not None else None)
@@ -205,6 +213,33 @@ def _differences(parts: list[Dataset], where: str) -> list[Finding]:
                     )
                 )
     return out
+
+
+def _same_bytes(a: Any, b: Any) -> bool:
+    """Are two elements still raw (explicit VR little endian), byte for byte the same, and free of NaN
+    (which decodes unequal to itself)? Then their values are equal, and need not be decoded to say so."""
+    if not (isinstance(a, RawDataElement) and isinstance(b, RawDataElement)):
+        return False
+    if a.is_implicit_VR or b.is_implicit_VR or not (a.is_little_endian and b.is_little_endian):
+        return False
+    if a.value is None or a.VR != b.VR or a.value != b.value:
+        return False
+    vr = a.VR.encode() if isinstance(a.VR, str) else a.VR
+    try:
+        values = all_values(a.value) if vr == b"SQ" else [(vr, 0, len(a.value))]
+    except Exception:  # noqa: BLE001 - not parseable by bytes: let pydicom decide
+        return False
+    return all(_no_nan(v, a.value[s:e]) for v, s, e in values)
+
+
+def _no_nan(vr: bytes, raw: bytes) -> bool:
+    """Can the value ``raw`` of VR ``vr`` not decode to NaN (or to anything but by its bytes)?"""
+    if vr in FLOATS:
+        size = np.dtype(FLOATS[vr]).itemsize
+        return len(raw) % size == 0 and not np.isnan(np.frombuffer(raw, FLOATS[vr])).any()
+    if vr == b"DS":
+        return b"n" not in raw.lower()  # "nan", "inf"
+    return vr != b"UN"  # UN may be decoded as its dictionary VR
 
 
 def _short(v: object) -> str:

@@ -40,12 +40,16 @@ Flat = dict[tuple[int, ...], tuple[bytes, int, int]]
 TagPath = tuple[int, ...]
 Raw = tuple[bytes, bytes]  # (VR, value bytes)
 Heads = list[tuple[int, int]]  # (position, size) of each header read
+Leaves = list[tuple[bytes, int, int]]  # (VR, start, end) of each value
 
 
-def _items(buf: bytes, pos: int, end: int, heads: Heads | None = None) -> tuple[list[Flat], int]:
+def _items(
+    buf: bytes, pos: int, end: int, heads: Heads | None = None, leaves: Leaves | None = None
+) -> tuple[list[Flat], int]:
     """Parse sequence items from ``pos`` up to ``end`` (or a sequence delimiter).
 
-    ``heads`` collects ``(position, size)`` of every header read (the item's byte skeleton)."""
+    ``heads`` collects ``(position, size)`` of every header read (the item's byte skeleton), ``leaves``
+    ``(VR, start, end)`` of every value in every item (not only the first item of nested sequences)."""
     items: list[Flat] = []
     while pos < end:
         group, elem, length = struct.unpack_from("<HHI", buf, pos)
@@ -59,15 +63,17 @@ def _items(buf: bytes, pos: int, end: int, heads: Heads | None = None) -> tuple[
             raise ValueError(f"expected an item tag at byte {pos - 8}, found {tag:08X}")
         flat: Flat = {}
         if length == UNDEFINED:
-            pos = _elements(buf, pos, len(buf), flat, heads)
+            pos = _elements(buf, pos, len(buf), flat, heads, leaves)
         else:
-            _elements(buf, pos, pos + length, flat, heads)
+            _elements(buf, pos, pos + length, flat, heads, leaves)
             pos += length
         items.append(flat)
     return items, pos
 
 
-def _elements(buf: bytes, pos: int, end: int, flat: Flat, heads: Heads | None = None) -> int:
+def _elements(
+    buf: bytes, pos: int, end: int, flat: Flat, heads: Heads | None = None, leaves: Leaves | None = None
+) -> int:
     """Parse elements of one item into ``flat``; returns the position after the item."""
     while pos < end:
         group, elem = struct.unpack_from("<HH", buf, pos)
@@ -87,15 +93,24 @@ def _elements(buf: bytes, pos: int, end: int, flat: Flat, heads: Heads | None = 
             heads.append((pos, size))
         pos += size
         if vr == b"SQ":
-            sub, after = _items(buf, pos, len(buf) if length == UNDEFINED else pos + length, heads)
+            sub, after = _items(buf, pos, len(buf) if length == UNDEFINED else pos + length, heads, leaves)
             if sub:
                 for k, v in sub[0].items():
                     flat[(tag, *k)] = v
             pos = after if length == UNDEFINED else pos + length
         else:
             flat[(tag,)] = (vr, pos, pos + length)
+            if leaves is not None:
+                leaves.append((vr, pos, pos + length))
             pos += length
     return pos
+
+
+def all_values(buf: bytes) -> Leaves:
+    """``(VR, start, end)`` of every value in the raw items of a sequence, nested ones included."""
+    leaves: Leaves = []
+    _items(buf, 0, len(buf), leaves=leaves)
+    return leaves
 
 
 def _decode(vr: bytes, raw: bytes) -> Any:

@@ -378,9 +378,10 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
     """PERF findings for one series (any mix of instances; concatenations are checked as one object)."""
     headers = list(headers)
     candidates = [h for h in headers if is_perfusion_candidate(h)]
+    chosen = {id(h) for h in candidates}  # by identity: ``in`` would compare whole datasets
     out: list[Finding] = []
     for h in headers:
-        if h not in candidates:
+        if id(h) not in chosen:
             out.append(
                 Finding.make(
                     Severity.INFO,

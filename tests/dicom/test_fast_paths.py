@@ -14,6 +14,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from perfnode.dicom.concatenation import check_parts
 from perfnode.dicom.frames import _parse_dt, _rescale, _rows, _table, frame_table
 from perfnode.dicom.groups import PER_FRAME, FunctionalGroups, fast_columns, walk_columns
 from perfnode.dicom.perf import check_dataset, check_series
@@ -284,3 +285,34 @@ def test_table_of_a_classic_image(tmp_path):
     _, files = make("dsc", "classic", tmp_path, size=SIZE)
     ds = pydicom.dcmread(files[0])
     assert _table(ds).rows() == frame_table(ds) and len(frame_table(ds)) == 1
+
+
+def _parsed(path: Path) -> Dataset:
+    """Read with every element decoded (what the comparison of parts did before it compared bytes)."""
+    ds = pydicom.dcmread(path, defer_size=1 << 20)
+    for elem in ds:
+        _ = elem.value
+    return ds
+
+
+@pytest.mark.parametrize("rule", [None, "concat-attribute", "concat-uid", "concat-offset"])
+def test_parts_compared_by_bytes_give_the_same_findings(tmp_path, rule):
+    _, files = make("ctp", "concat", tmp_path, break_rule=rule, size=SIZE, seed=5)
+    series = [f for f in files if f.parent.name == "series01"]
+    raw = [pydicom.dcmread(p, defer_size=1 << 20) for p in series]
+    assert check_parts(raw) == check_parts([_parsed(p) for p in series])
+
+
+def test_nan_in_identical_bytes_still_differs_as_before(tmp_path):
+    _, files = make("dsc", "concat", tmp_path, size=SIZE)
+    series = [f for f in files if f.parent.name == "series01"]
+    for p in series:  # the same NaN in every part: NaN != NaN, so pydicom's comparison reports it
+        ds = pydicom.dcmread(p)
+        ds.AcquisitionDuration = float("nan")  # FD
+        with pytest.warns(UserWarning, match="Invalid value for VR DS"):
+            ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices = "NaN"
+        ds.save_as(p)
+    raw = [pydicom.dcmread(p, defer_size=1 << 20) for p in series]
+    found = check_parts(raw)
+    assert found == check_parts([_parsed(p) for p in series])
+    assert {f.keyword for f in found} == {"AcquisitionDuration", "SharedFunctionalGroupsSequence"}
