@@ -32,6 +32,7 @@ ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DT", b"LO", b"LT", b"PN", b"SH", b"ST", b"TM", b"UC", b"UI", b"UT"}
+INTEGERS = {b"UL": "<u4", b"US": "<u2", b"SL": "<i4", b"SS": "<i2"}
 BINARY = {b"UL": "I", b"US": "H", b"SL": "i", b"SS": "h", b"FD": "d", b"FL": "f", b"AT": "I"}
 MAX_LAYOUTS = 64  # more distinct item layouts than this: walk every item instead
 
@@ -134,10 +135,17 @@ def _decode(vr: bytes, raw: bytes) -> Any:
 
 @dataclass
 class RawColumn:
-    """One leaf path over all frames: distinct ``(VR, bytes)`` values and each frame's index (−1: absent)."""
+    """One leaf path over all frames: distinct ``(VR, bytes)`` values and each frame's index (−1: absent).
 
-    values: list[Raw]
+    VRs and bytes are kept in two lists (not a tuple per value: fewer objects for the garbage collector)."""
+
+    vrs: list[bytes]
+    raws: list[bytes]
     codes: np.ndarray
+
+    @property
+    def values(self) -> list[Raw]:
+        return list(zip(self.vrs, self.raws, strict=True))
 
 
 @dataclass
@@ -162,25 +170,26 @@ class _Builder:
     def __init__(self, n: int) -> None:
         self.n = n
         self.columns: dict[TagPath, RawColumn] = {}
-        self._lookup: dict[TagPath, dict[Raw, int]] = {}
+        self._lookup: dict[TagPath, dict[bytes, dict[bytes, int]]] = {}  # path → VR → bytes → index
 
-    def column(self, path: TagPath) -> tuple[RawColumn, dict[Raw, int]]:
+    def column(self, path: TagPath, vr: bytes) -> tuple[RawColumn, dict[bytes, int]]:
         col = self.columns.get(path)
         if col is None:
-            col = self.columns[path] = RawColumn([], np.full(self.n, -1, np.int64))
+            col = self.columns[path] = RawColumn([], [], np.full(self.n, -1, np.int64))
             self._lookup[path] = {}
-        return col, self._lookup[path]
+        return col, self._lookup[path].setdefault(vr, {})
 
-    def code(self, path: TagPath, raw: Raw) -> int:
-        col, lookup = self.column(path)
+    def code(self, path: TagPath, vr: bytes, raw: bytes) -> int:
+        col, lookup = self.column(path, vr)
         k = lookup.get(raw)
         if k is None:
-            k = lookup[raw] = len(col.values)
-            col.values.append(raw)
+            k = lookup[raw] = len(col.raws)
+            col.vrs.append(vr)
+            col.raws.append(raw)
         return k
 
     def set(self, path: TagPath, rows: np.ndarray | int, codes: np.ndarray | int) -> None:
-        self.column(path)[0].codes[rows] = codes
+        self.columns[path].codes[rows] = codes
 
 
 def walk_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int]:
@@ -189,7 +198,7 @@ def walk_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int]:
     b = _Builder(len(flats))
     for i, flat in enumerate(flats):
         for path, (vr, start, end) in flat.items():
-            b.set(path, i, b.code(path, (vr, buf[start:end])))
+            b.set(path, i, b.code(path, vr, buf[start:end]))
     return b.columns, len(flats)
 
 
@@ -243,19 +252,20 @@ def _leaf(b: _Builder, path: TagPath, vr: bytes, block: np.ndarray, rows: np.nda
     """Codes of one leaf for the frames ``rows`` of one layout, from their value bytes ``block`` (m, w)."""
     w = block.shape[1]
     if w == 0:
-        b.set(path, rows, b.code(path, (vr, b"")))
+        b.set(path, rows, b.code(path, vr, b""))
         return
     # as fixed-width strings: numpy ignores trailing NULs, which cannot make two equal-width values equal
     as_str = np.ascontiguousarray(block).view(f"S{w}").ravel()
     first, inverse = _unique(as_str)
-    col, lookup = b.column(path)
+    col, lookup = b.column(path, vr)
     ids = []
     for k in first.tolist():
-        raw = (vr, block[k].tobytes())
+        raw = block[k].tobytes()
         c = lookup.get(raw)
         if c is None:
-            c = lookup[raw] = len(col.values)
-            col.values.append(raw)
+            c = lookup[raw] = len(col.raws)
+            col.vrs.append(vr)
+            col.raws.append(raw)
         ids.append(c)
     col.codes[rows] = np.array(ids, np.int64)[inverse]
 
@@ -373,7 +383,7 @@ class FunctionalGroups:
             col = self.raw.get(tags)
             code = int(col.codes[index]) if col is not None else -1
             if code >= 0:
-                v = _decode(*col.values[code])  # type: ignore[union-attr]
+                v = _decode(col.vrs[code], col.raws[code])  # type: ignore[union-attr]
                 if v is not None:
                     return v
             elif self._macro(tags[0])[index]:
@@ -396,7 +406,7 @@ class FunctionalGroups:
         if self.raw is None:
             return Column([self.value(i, *keywords) for i in range(self.count)], np.arange(self.count))
         raw = self.raw.get(tags)
-        decoded = [_decode(*r) for r in raw.values] if raw is not None else []
+        decoded = [_decode(v, r) for v, r in zip(raw.vrs, raw.raws, strict=True)] if raw is not None else []
         absent, shared = len(decoded), len(decoded) + 1
         codes = np.where(self._macro(tags[0]), absent, shared)
         if raw is not None:
@@ -405,6 +415,19 @@ class FunctionalGroups:
             codes[here] = shared  # present but empty: the shared value, as in :meth:`value`
             codes[ok[raw.codes]] = raw.codes[ok[raw.codes]]
         return Column([*decoded, None, self._shared(tags)], codes)
+
+    def ints(self, *keywords: str) -> np.ndarray | None:
+        """Every frame's integer values at ``keywords`` as a (frames × values) array, when each frame has
+        its own (per-frame, non-empty, binary integer, same number of values); else None."""
+        col = self.raw.get(_path(tuple(keywords))) if self.raw is not None else None
+        if col is None or not self.count or (col.codes < 0).any() or len(set(col.vrs)) != 1:
+            return None
+        dtype = INTEGERS.get(col.vrs[0])
+        size = len(col.raws[0])
+        if dtype is None or not size or size % int(dtype[-1]) or any(len(r) != size for r in col.raws):
+            return None
+        table = np.frombuffer(b"".join(col.raws), dtype).reshape(len(col.raws), -1)
+        return table.astype(np.int64)[col.codes]
 
     def has(self, index: int, keyword: str) -> bool:
         """Is macro ``keyword`` present for frame ``index`` (per-frame or shared)?"""

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from itertools import product
 from typing import Any
 
+import numpy as np
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -31,7 +32,7 @@ from pydicom.tag import Tag
 from perfnode.dicom.concatenation import check_parts
 from perfnode.dicom.concatenation import groups as concatenation_groups
 from perfnode.dicom.findings import Finding, Severity
-from perfnode.dicom.groups import functional_groups
+from perfnode.dicom.groups import Column, FunctionalGroups, functional_groups
 
 ENHANCED = {
     "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
@@ -218,7 +219,7 @@ def check_object(parts: list[Dataset], grid: bool = True) -> list[Finding]:
     return out
 
 
-def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[int]], str]:
+def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int], str]:
     """Frame Type, Temporal Position Index, Dimension Index Values, duplicates and grid, over all parts."""
     parts = sorted(parts, key=lambda p: int(p.get("InConcatenationNumber") or 0))
     where0 = (
@@ -229,53 +230,16 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
     pointers = [
         int(Tag(d.get("DimensionIndexPointer", 0))) for d in parts[0].get("DimensionIndexSequence") or []
     ]
-    bad_type: dict[str, list[int]] = defaultdict(list)
-    no_tpi: list[int] = []
-    mismatch: dict[str, list[int]] = defaultdict(list)
-    cells: dict[tuple, list[int]] = defaultdict(list)
-    stack_index: dict[str, set[int]] = defaultdict(set)
-    n = 0
+    acc = _Frames(pointers)
     for p in parts:
         fg = functional_groups(p)
         offset = int(p.get("ConcatenationFrameOffsetNumber") or 0) if len(parts) > 1 else 0
-        mr = fg.column("MRImageFrameTypeSequence", "FrameType")
-        ct = fg.column("CTImageFrameTypeSequence", "FrameType")
-        divs = fg.column("FrameContentSequence", "DimensionIndexValues")
-        types: dict[tuple[int, int], list[str]] = {}  # per distinct (MR, CT) Frame Type: findings' found
-        div_ints: dict[int, list[int]] = {}  # per distinct Dimension Index Values: as ints
-        columns = (
-            mr.codes.tolist(),
-            ct.codes.tolist(),
-            fg.column("FrameContentSequence", "TemporalPositionIndex").tolist(),
-            fg.column("FrameContentSequence", "InStackPositionNumber").tolist(),
-            fg.column("FrameContentSequence", "StackID").tolist(),
-            divs.codes.tolist(),
-        )
-        for i, (a, b, tpi, pos_no, stack, d) in enumerate(zip(*columns, strict=True)):
-            n += 1
-            frame_no = offset + i + 1
-            if (a, b) not in types:
-                types[(a, b)] = _frame_type_found(mr.values[a] or ct.values[b])
-            for found in types[(a, b)]:
-                bad_type[found].append(frame_no)
-            if tpi is None:
-                no_tpi.append(frame_no)
-            if d not in div_ints:
-                raw = divs.values[d]
-                div_ints[d] = [int(raw)] if isinstance(raw, int) else [int(v) for v in raw or []]
-            div = div_ints[d]
-            if pointers and len(div) != len(pointers):
-                mismatch[f"{len(div)} values for {len(pointers)} pointers"].append(frame_no)
-            else:
-                for ptr, v in zip(pointers, div, strict=False):
-                    if ptr == IN_STACK_POSITION and pos_no != v:
-                        mismatch[f"InStackPositionNumber {pos_no} vs index {v}"].append(frame_no)
-                    elif ptr == TEMPORAL_INDEX and tpi is not None and tpi != v:
-                        mismatch[f"TemporalPositionIndex {tpi} vs index {v}"].append(frame_no)
-                    elif ptr == STACK_ID:
-                        stack_index[str(stack)].add(v)
-            key = (str(stack), pos_no, tpi, *div[3:])
-            cells[key].append(frame_no)
+        matrix = fg.ints("FrameContentSequence", "DimensionIndexValues")
+        if matrix is None:
+            acc.part_by_frame(fg, offset)
+        else:
+            acc.part_by_column(fg, offset, matrix)
+    bad_type, no_tpi, mismatch, n = acc.bad_type, acc.no_tpi, acc.mismatch, acc.n
     out: list[Finding] = []
     for found, frames in bad_type.items():
         out.append(
@@ -310,7 +274,7 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
                 f"{where0}, {_frames(frames, n)}",
             )
         )
-    for sid, idx in stack_index.items():
+    for sid, idx in acc.stack_index.items():
         if len(idx) > 1:
             out.append(
                 Finding.make(
@@ -322,8 +286,8 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
                     where0,
                 )
             )
-    dupes = {k: v for k, v in cells.items() if len(v) > 1}
-    for k, frames in list(dupes.items())[:5]:
+    dupes = [(k, acc.dupes[k]) for k in acc.cells if k in acc.dupes]  # in order of first occurrence
+    for k, frames in dupes[:5]:
         out.append(
             Finding.make(
                 Severity.ERROR,
@@ -334,7 +298,143 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, list[
                 f"{where0}, {_frames(frames, n)}",
             )
         )
-    return out, ({} if no_tpi else dict(cells)), where0
+    return out, ({} if no_tpi else acc.cells), where0
+
+
+class _Frames:
+    """What the frame-level rules collect over the frames of one object, part by part."""
+
+    def __init__(self, pointers: list[int]) -> None:
+        self.pointers = pointers
+        self.bad_type: dict[str, list[int]] = defaultdict(list)
+        self.no_tpi: list[int] = []
+        self.mismatch: dict[str, list[int]] = defaultdict(list)
+        self.stack_index: dict[str, set[int]] = defaultdict(set)
+        self.cells: dict[tuple, int] = {}  # (stack, position, time, …) → first frame number
+        self.dupes: dict[tuple, list[int]] = {}  # cells in more than one frame → their frame numbers
+        self.n = 0
+
+    def _frame_types(self, fg: FunctionalGroups) -> tuple[list[int], list[list[str]]]:
+        """Per frame, an index into the list of Frame Type findings (``found``) of each distinct value."""
+        mr = fg.column("MRImageFrameTypeSequence", "FrameType")
+        ct = fg.column("CTImageFrameTypeSequence", "FrameType")
+        seen: dict[tuple[int, int], int] = {}
+        founds: list[list[str]] = []
+        index = []
+        for pair in zip(mr.codes.tolist(), ct.codes.tolist(), strict=True):
+            k = seen.get(pair)
+            if k is None:
+                k = seen[pair] = len(founds)
+                founds.append(_frame_type_found(mr.values[pair[0]] or ct.values[pair[1]]))
+            index.append(k)
+        return index, founds
+
+    def _pointer_rules(self, frame_no: int, tpi: Any, pos_no: Any, stack: Any, div: list[int]) -> None:
+        """Dimension Index Values against the Frame Content values of one frame (PS3.3 C.7.6.17.1)."""
+        pointers = self.pointers
+        if pointers and len(div) != len(pointers):
+            self.mismatch[f"{len(div)} values for {len(pointers)} pointers"].append(frame_no)
+            return
+        for ptr, v in zip(pointers, div, strict=False):
+            if ptr == IN_STACK_POSITION and pos_no != v:
+                self.mismatch[f"InStackPositionNumber {pos_no} vs index {v}"].append(frame_no)
+            elif ptr == TEMPORAL_INDEX and tpi is not None and tpi != v:
+                self.mismatch[f"TemporalPositionIndex {tpi} vs index {v}"].append(frame_no)
+            elif ptr == STACK_ID and stack is not _SKIP:
+                self.stack_index[str(stack)].add(v)
+
+    def part_by_frame(self, fg: FunctionalGroups, offset: int) -> None:
+        """The rules frame by frame (any encoding: the reference for :meth:`part_by_column`)."""
+        types, founds = self._frame_types(fg)
+        divs = fg.column("FrameContentSequence", "DimensionIndexValues")
+        div_ints: dict[int, list[int]] = {}  # per distinct Dimension Index Values: as ints
+        columns = (
+            types,
+            fg.column("FrameContentSequence", "TemporalPositionIndex").tolist(),
+            fg.column("FrameContentSequence", "InStackPositionNumber").tolist(),
+            fg.column("FrameContentSequence", "StackID").tolist(),
+            divs.codes.tolist(),
+        )
+        for i, (t, tpi, pos_no, stack, d) in enumerate(zip(*columns, strict=True)):
+            self.n += 1
+            frame_no = offset + i + 1
+            for found in founds[t]:
+                self.bad_type[found].append(frame_no)
+            if tpi is None:
+                self.no_tpi.append(frame_no)
+            if d not in div_ints:
+                raw = divs.values[d]
+                div_ints[d] = [int(raw)] if isinstance(raw, int) else [int(v) for v in raw or []]
+            div = div_ints[d]
+            self._pointer_rules(frame_no, tpi, pos_no, stack, div)
+            self._add_cell((str(stack), pos_no, tpi, *div[3:]), frame_no)
+
+    def _add_cell(self, key: tuple, frame_no: int) -> None:
+        if key in self.cells:
+            self.dupes.setdefault(key, [self.cells[key]]).append(frame_no)
+        else:
+            self.cells[key] = frame_no
+
+    def part_by_column(self, fg: FunctionalGroups, offset: int, div: np.ndarray) -> None:
+        """The same rules with whole columns, given every frame's Dimension Index Values as integers
+        (``div``, frames × values): frames that may break a rule are then judged one by one."""
+        m = len(fg)
+        frame_nos = list(range(offset + 1, offset + m + 1))
+        self.n += m
+        types, founds = self._frame_types(fg)
+        if any(founds):
+            for i, t in enumerate(types):
+                for found in founds[t]:
+                    self.bad_type[found].append(frame_nos[i])
+        tpi_col = fg.column("FrameContentSequence", "TemporalPositionIndex")
+        tpi = tpi_col.tolist()
+        tpi_none = np.array([v is None for v in tpi_col.values], bool)[tpi_col.codes]
+        self.no_tpi += np.array(frame_nos)[tpi_none].tolist() if tpi_none.any() else []
+        pos_col = fg.column("FrameContentSequence", "InStackPositionNumber")
+        pos_no = pos_col.tolist()
+        stack_col = fg.column("FrameContentSequence", "StackID")
+        stacks = [str(v) for v in stack_col.values]
+        k, pointers = div.shape[1], self.pointers
+        if pointers and k != len(pointers):
+            self.mismatch[f"{k} values for {len(pointers)} pointers"] += frame_nos
+        else:
+            suspect = np.zeros(m, bool)
+            for j, ptr in enumerate(pointers[:k]):
+                if ptr == IN_STACK_POSITION:
+                    suspect |= ~_equal(pos_col, div[:, j])
+                elif ptr == TEMPORAL_INDEX:
+                    suspect |= ~tpi_none & ~_equal(tpi_col, div[:, j])
+                elif ptr == STACK_ID:
+                    self._stack_indices(stacks, stack_col.codes, div[:, j])
+            for i in np.flatnonzero(suspect).tolist():
+                self._pointer_rules(frame_nos[i], tpi[i], pos_no[i], _SKIP, div[i].tolist())
+        stack_per_frame = [stacks[c] for c in stack_col.codes.tolist()]
+        if k > 3:
+            rest = div[:, 3:].tolist()
+            keys = [(s, p, t, *r) for s, p, t, r in zip(stack_per_frame, pos_no, tpi, rest, strict=True)]
+        else:
+            keys = list(zip(stack_per_frame, pos_no, tpi, strict=True))
+        for key, frame_no in zip(keys, frame_nos, strict=True):
+            self._add_cell(key, frame_no)
+
+    def _stack_indices(self, stacks: list[str], codes: np.ndarray, values: np.ndarray) -> None:
+        """``stack_index[Stack ID] ∪= index`` for every frame, in order of first occurrence."""
+        pairs = codes * (int(values.max()) - int(values.min()) + 1) + (values - values.min())
+        seen: set[int] = set()
+        for i, pair in enumerate(pairs.tolist()):
+            if pair not in seen:
+                seen.add(pair)
+                self.stack_index[stacks[int(codes[i])]].add(int(values[i]))
+
+
+_SKIP = object()  # no Stack ID: its indices were collected for the whole part
+
+
+def _equal(col: Column, values: np.ndarray) -> np.ndarray:
+    """Per frame: is the column's value the integer in ``values``? (False where unsure: judged alone.)"""
+    exact = [type(v) is int and -(2**63) < v < 2**63 for v in col.values]
+    ints = np.array([v if ok else 0 for v, ok in zip(col.values, exact, strict=True)], np.int64)
+    return np.array(exact, bool)[col.codes] & (ints[col.codes] == values)
 
 
 def _frame_type_found(ft: Any) -> list[str]:
@@ -343,7 +443,7 @@ def _frame_type_found(ft: Any) -> list[str]:
     return [f.found for f in _values("", "FrameType", values)]
 
 
-def _grid(cells: dict[tuple, list[int]], where: str) -> list[Finding]:
+def _grid(cells: dict[tuple, Any], where: str) -> list[Finding]:
     by_stack: dict[str, set[tuple]] = defaultdict(set)
     for k in cells:
         by_stack[k[0]].add(k[1:])
@@ -400,10 +500,9 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
     for o in enhanced:
         out += check_object(o, grid=len(enhanced) == 1)
     if len(enhanced) > 1:
-        cells: dict[tuple, list[int]] = defaultdict(list)
+        cells: dict[tuple, None] = {}
         for o in enhanced:
-            for k, v in _frame_rules(o)[1].items():
-                cells[k] += v
+            cells.update(dict.fromkeys(_frame_rules(o)[1]))
         if cells:
             out += _grid(cells, f"series {headers[0].get('SeriesInstanceUID', '')}")
     if classic:

@@ -316,3 +316,27 @@ def test_nan_in_identical_bytes_still_differs_as_before(tmp_path):
     found = check_parts(raw)
     assert found == check_parts([_parsed(p) for p in series])
     assert {f.keyword for f in found} == {"AcquisitionDuration", "SharedFunctionalGroupsSequence"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
+def test_frame_rules_by_column_equal_frame_by_frame(phantoms, case, monkeypatch):
+    from perfnode.dicom import perf
+
+    by_column = perf._frame_rules([pydicom.dcmread(p, defer_size=1 << 20) for p in phantoms[case]])
+    monkeypatch.setattr(FunctionalGroups, "ints", lambda self, *kw: None)
+    by_frame = perf._frame_rules([pydicom.dcmread(p, defer_size=1 << 20) for p in phantoms[case]])
+    assert by_column == by_frame
+    assert list(by_column[1]) == list(by_frame[1])  # cells in the same order
+
+
+def test_ints_only_when_every_frame_has_its_own_integers(phantoms):
+    path = phantoms[("dsc", "single", None)][0]
+    fg = FunctionalGroups(pydicom.dcmread(path, defer_size=1 << 20))
+    div = fg.ints("FrameContentSequence", "DimensionIndexValues")
+    assert div.shape == (len(fg), 3)
+    assert div.tolist() == fg.column("FrameContentSequence", "DimensionIndexValues").tolist()
+    assert fg.ints("FrameContentSequence", "StackID") is None  # text
+    assert fg.ints("PixelMeasuresSequence", "PixelSpacing") is None  # shared
+    parsed = pydicom.dcmread(path)
+    _ = parsed.PerFrameFunctionalGroupsSequence[0]
+    assert FunctionalGroups(parsed).ints("FrameContentSequence", "DimensionIndexValues") is None
