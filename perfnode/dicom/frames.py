@@ -14,12 +14,13 @@ Time of a frame, first found wins (documented order):
 Times are seconds from the earliest frame; the time of a time point is its earliest frame.
 Pixel values: stored values × Rescale Slope + Rescale Intercept (Pixel Value Transformation, per-frame
 or shared, or the classic attributes); Real World Value Mapping is *not* applied.
-Pixel data are decoded once per file: uncompressed little-endian data are memory-mapped from the file,
+Pixel data are decoded once per file: uncompressed little-endian data are read from the file in chunks,
 other transfer syntaxes decoded by pydicom; each frame is rescaled straight into the preallocated output.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ ENHANCED_SOP_CLASSES = {
 EXTRA_KEYS = ("echo_time_ms", "flip_angle_deg", "inversion_time_ms", "diffusion", "asl_context")
 POSITION_DECIMALS = 3  # mm: positions closer than 1 µm are the same slice
 DEFER = 1024 * 1024
+CHUNK_BYTES = 1024 * 1024  # frames read from the file at a time (stays in the CPU cache)
 
 
 class AssemblyError(ValueError):
@@ -501,11 +503,36 @@ def _pixels(ds: Dataset, src: Source) -> np.ndarray:
     if native_le and simple and isinstance(path, (str, Path)):
         elem = ds.get_item("PixelData", keep_deferred=True)
         tell = getattr(elem, "value_tell", None)
-        if tell is not None and getattr(elem, "value", None) is None:  # still in the file: map it
+        if tell is not None and getattr(elem, "value", None) is None:  # still in the file: read from there
             dtype = np.dtype(f"<{'i' if ds.PixelRepresentation else 'u'}{ds.BitsAllocated // 8}")
-            return np.memmap(path, dtype=dtype, mode="r", offset=tell, shape=shape)
+            return _FileFrames(path, dtype, tell, shape)
     arr = ds.pixel_array
     return arr.reshape(shape)
+
+
+class _FileFrames:
+    """Uncompressed frames still in the file, read a chunk of frames at a time into one reused buffer
+    (so that only the output volume, not the file too, is held in memory)."""
+
+    def __init__(self, path: str | Path, dtype: np.dtype, offset: int, shape: tuple[int, int, int]) -> None:
+        frame_bytes = shape[1] * shape[2] * dtype.itemsize
+        if offset + shape[0] * frame_bytes > os.path.getsize(path):
+            raise ValueError("mmap length is greater than file size")  # as numpy's memmap said
+        self.path, self.offset, self.frame_bytes, self.shape = path, offset, frame_bytes, shape
+        self.chunk = max(1, min(shape[0], CHUNK_BYTES // max(frame_bytes, 1)))
+        self._buf = np.empty((self.chunk, *shape[1:]), dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` (at most :attr:`chunk`), valid until the next read."""
+        view = self._buf[: stop - start]
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * self.frame_bytes)
+            if f.readinto(memoryview(view).cast("B")) != view.nbytes:
+                raise ValueError(f"{self.path}: pixel data shorter than the header says")
+        return view
 
 
 def _codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -704,23 +731,37 @@ def _seconds(frames: _Table) -> tuple[np.ndarray, datetime | None]:
 
 
 def _rescale(
-    px: np.ndarray, out: np.ndarray, index: np.ndarray, cells: np.ndarray, slope: np.ndarray, icpt: np.ndarray
+    px: np.ndarray | _FileFrames,
+    out: np.ndarray,
+    index: np.ndarray,
+    cells: np.ndarray,
+    slope: np.ndarray,
+    icpt: np.ndarray,
 ) -> None:
     """``out[cells] = px[index] × slope + intercept`` (float32, like a frame at a time), in runs of frames
-    that are consecutive in both the source and the output and share the rescale."""
+    that are consecutive in both the source and the output and share the rescale; frames in the file are
+    read in source order, a chunk at a time."""
     order = np.argsort(index, kind="stable")
     index, cells, slope, icpt = index[order], cells[order], slope[order], icpt[order]
+    chunk = px.chunk if isinstance(px, _FileFrames) else max(len(px), 1)
     cut = np.ones(len(index) + 1, bool)
-    cut[1:-1] = (np.diff(index) != 1) | (np.diff(cells) != 1)
+    cut[1:-1] = (np.diff(index) != 1) | (np.diff(cells) != 1) | (np.diff(index // chunk) != 0)
     cut[1:-1] |= (slope[1:] != slope[:-1]) | (icpt[1:] != icpt[:-1])
     bounds = np.flatnonzero(cut).tolist()
+    loaded, block = -1, None
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         i, c, m = int(index[a]), int(cells[a]), b - a
+        k = i // chunk
+        if k != loaded:
+            start = k * chunk
+            block = px.read(start, min(start + chunk, len(px))) if isinstance(px, _FileFrames) else px
+            loaded = k
+        src = block[i - k * chunk : i - k * chunk + m]  # type: ignore[index]
         dst = out[c : c + m]
         if slope[a] == 1.0:
-            np.copyto(dst, px[i : i + m], casting="unsafe")  # × 1 is exact: the same values, one pass less
+            np.copyto(dst, src, casting="unsafe")  # × 1 is exact: the same values, one pass less
         else:
-            np.multiply(px[i : i + m], np.float32(slope[a]), out=dst, casting="unsafe")
+            np.multiply(src, np.float32(slope[a]), out=dst, casting="unsafe")
         if icpt[a]:
             dst += np.float32(icpt[a])
 

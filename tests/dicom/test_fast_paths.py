@@ -340,3 +340,26 @@ def test_ints_only_when_every_frame_has_its_own_integers(phantoms):
     parsed = pydicom.dcmread(path)
     _ = parsed.PerFrameFunctionalGroupsSequence[0]
     assert FunctionalGroups(parsed).ints("FrameContentSequence", "DimensionIndexValues") is None
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 3, 7, 40])
+def test_frames_read_from_the_file_in_chunks_equal_the_array(tmp_path, monkeypatch, chunk_frames):
+    from perfnode.dicom import frames
+
+    rng = np.random.default_rng(2)
+    px = rng.integers(-2000, 2000, (40, 5, 4)).astype("<i2")
+    path = tmp_path / "px.bin"
+    path.write_bytes(b"head" + px.tobytes())
+    monkeypatch.setattr(frames, "CHUNK_BYTES", chunk_frames * 5 * 4 * 2)
+    reader = frames._FileFrames(path, np.dtype("<i2"), 4, px.shape)
+    assert reader.chunk == chunk_frames
+    index = np.arange(40)
+    cells = np.concatenate([np.arange(25), rng.permutation(np.arange(25, 40))])
+    slope, icpt = np.full(40, 0.5), np.where(np.arange(40) % 5 == 0, -1024.0, 0.0)
+    order = rng.permutation(40)
+    got, want = np.zeros((40, 5, 4), np.float32), np.zeros((40, 5, 4), np.float32)
+    _rescale(reader, got, index[order], cells[order], slope[order], icpt[order])
+    _rescale(px, want, index, cells, slope, icpt)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="mmap length is greater than file size"):
+        frames._FileFrames(path, np.dtype("<i2"), 6, px.shape)  # a truncated file, as numpy's memmap said
