@@ -331,18 +331,16 @@ def _columns(ds: Dataset, fg: FunctionalGroups, source: int) -> _Table:
     ori = _each(fg.column("PlaneOrientationSequence", "ImageOrientationPatient"), _floats)
     if None in pos or None in ori:
         raise ValueError("missing position or orientation")  # named by _rows
-    times: list[tuple[datetime | None, str]] = [(None, "")] * n
+    when, time_kw = _objects(n), _objects(n)  # time of each frame, and where it came from
     todo = np.ones(n, bool)
     for kw in ("FrameAcquisitionDateTime", "FrameReferenceDateTime"):
         col = fg.column("FrameContentSequence", kw)
-        parsed = [_parse_dt(v) for v in col.values]
-        for i in np.flatnonzero(todo).tolist():
-            if (t := parsed[col.codes[i]]) is not None:
-                times[i] = (t, kw)
-                todo[i] = False
-    classic_time = _classic_time(ds)
-    for i in np.flatnonzero(todo).tolist():
-        times[i] = classic_time
+        parsed = _objects(len(col.values))
+        parsed[:] = [_parse_dt(v) for v in col.values]
+        found = todo & np.array([t is not None for t in parsed], bool)[col.codes]
+        when[found], time_kw[found] = parsed[col.codes[found]], kw
+        todo &= ~found
+    when[todo], time_kw[todo] = _classic_time(ds)
     trigger = float(ds.TriggerTime) if ds.get("TriggerTime") is not None else None
     top_slope, top_icpt = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
     slope = _each(fg.column("PixelValueTransformationSequence", "RescaleSlope"), _or(top_slope))
@@ -353,17 +351,22 @@ def _columns(ds: Dataset, fg: FunctionalGroups, source: int) -> _Table:
         _each(fg.column("FrameContentSequence", "TemporalPositionIndex"), _int_or_none),
         np.array(pos, float).reshape(n, -1),
         ori,
-        [t for t, _ in times],
+        when.tolist(),
         [trigger] * n,
         np.array(slope, float),
         np.array(icpt, float),
         _extra_columns(fg),
-        [kw for _, kw in times],
+        time_kw.tolist(),
         {
             "PixelSpacing": fg.value(0, "PixelMeasuresSequence", "PixelSpacing"),
             "SliceThickness": fg.value(0, "PixelMeasuresSequence", "SliceThickness"),
         },
     )
+
+
+def _objects(n: int) -> np.ndarray:
+    """An array of ``n`` Python objects (None)."""
+    return np.full(n, None, object)
 
 
 def _or(default: float) -> Callable[[Any], float]:

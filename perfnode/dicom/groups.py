@@ -431,7 +431,13 @@ class FunctionalGroups:
 
     def has(self, index: int, keyword: str) -> bool:
         """Is macro ``keyword`` present for frame ``index`` (per-frame or shared)?"""
-        return bool(self.has_column(keyword)[index])
+        t = _path((keyword,))[0]
+        if self.raw is not None:
+            if self._macro(t)[index]:
+                return True
+        elif t in self.frames[index] and self.frames[index][t].value:
+            return True
+        return self.shared is not None and t in self.shared and bool(self.shared[t].value)
 
     def has_column(self, keyword: str) -> np.ndarray:
         """Per frame: is macro ``keyword`` present (per-frame or shared)?"""
