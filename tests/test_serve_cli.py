@@ -82,14 +82,14 @@ def test_clean_shutdown_on_signal(node, sig):
 def test_after_store_hooks_run_off_the_network_thread(tmp_path):
     settings = load_settings(port=0, host="127.0.0.1", data=str(tmp_path / "data"))
     server = start_server(settings)
-    calls: list[tuple[int, Path, str]] = []
+    calls: list[tuple[int, Path, str, str]] = []
     done = threading.Event()
 
-    def broken_hook(ctx, instance_id, path):
+    def broken_hook(ctx, instance_id, path, header):
         raise RuntimeError("hook failure must not break the node")
 
-    def hook(ctx, instance_id, path):
-        calls.append((instance_id, path, threading.current_thread().name))
+    def hook(ctx, instance_id, path, header):
+        calls.append((instance_id, path, threading.current_thread().name, header.SOPInstanceUID))
         if len(calls) == 2:
             done.set()
 
@@ -101,8 +101,9 @@ def test_after_store_hooks_run_off_the_network_thread(tmp_path):
         assert done.wait(20)
         rows = instances(settings.database_url)
         by_id = {r.id: r for r in rows.values()}
-        for instance_id, path, thread in calls:
+        for instance_id, path, thread, sop_instance_uid in calls:
             assert thread.startswith("after-store")
+            assert sop_instance_uid == by_id[instance_id].sop_instance_uid  # the header read at store time
             assert path == (settings.data / by_id[instance_id].path).resolve()
             assert hashlib.sha256(path.read_bytes()).hexdigest() == by_id[instance_id].sha256
         # identical re-send is a no-op: no new hook call

@@ -89,7 +89,7 @@ def record_request(
 
 def evaluate(db: Database, storage: Any, request_id: int) -> None:
     """Check every referenced instance (index row, SOP Class, file, checksum) and store the outcome."""
-    with db.session() as s:
+    with db.read() as s:
         items = s.execute(
             select(CommitmentItem.id, CommitmentItem.sop_class_uid, CommitmentItem.sop_instance_uid).where(
                 CommitmentItem.request_fk == request_id
@@ -98,7 +98,7 @@ def evaluate(db: Database, storage: Any, request_id: int) -> None:
     stored: dict[str, tuple[str, str, str]] = {}
     uids = [i.sop_instance_uid for i in items]
     for start in range(0, len(uids), _CHUNK):
-        with db.session() as s:
+        with db.read() as s:
             for row in s.execute(
                 select(
                     Instance.sop_instance_uid, Instance.sop_class_uid, Instance.path, Instance.sha256
@@ -127,7 +127,7 @@ def evaluate(db: Database, storage: Any, request_id: int) -> None:
 def due(db: Database, now: datetime | None = None) -> list[tuple[int, bool]]:
     """Pending requests whose next attempt is due: ``(id, evaluated)``, oldest first."""
     now = now or utcnow()
-    with db.session() as s:
+    with db.read() as s:
         rows = s.execute(
             select(CommitmentRequest.id, CommitmentRequest.evaluated_at)
             .where(CommitmentRequest.state == "pending", CommitmentRequest.next_attempt_at <= now)
@@ -137,7 +137,7 @@ def due(db: Database, now: datetime | None = None) -> list[tuple[int, bool]]:
 
 
 def report(db: Database, request_id: int) -> Report:
-    with db.session() as s:
+    with db.read() as s:
         req = s.get(CommitmentRequest, request_id)
         rep = Report(req.id, req.transaction_uid, req.requester_ae)
         for it in req.items:
@@ -167,5 +167,5 @@ def mark_failed(db: Database, request_id: int, error: str, base_s: float, max_s:
 
 
 def pending_count(db: Database) -> int:
-    with db.session() as s:
+    with db.read() as s:
         return len(s.execute(select(CommitmentRequest.id).where(CommitmentRequest.state == "pending")).all())

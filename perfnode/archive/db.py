@@ -8,10 +8,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: Execution option marking a read-only connection (see :meth:`Database.read`).
+READ_ONLY = "perfnode_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -20,7 +22,8 @@ def make_engine(url: str) -> Engine:
     SQLite: WAL journal, ``synchronous=FULL`` (a commit is on disk when it returns),
     a 60 s busy timeout, and ``BEGIN IMMEDIATE`` for every transaction so that concurrent
     writers queue on the lock instead of failing with "database is locked" when a read
-    transaction tries to upgrade.
+    transaction tries to upgrade. Read-only sessions (:meth:`Database.read`) use a deferred BEGIN:
+    in WAL mode they never wait for, nor hold up, a writer.
     """
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
@@ -39,7 +42,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):  # pragma: no cover
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers serialise at BEGIN; readers (Database.read) take no lock until they read.
+            read_only = conn.get_execution_options().get(READ_ONLY)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     # PostgreSQL: no JIT. The index's queries are short OLTP lookups; when statistics are missing or
@@ -69,6 +74,8 @@ class Database:
         if migrate:
             upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                          expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -80,6 +87,18 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in one transaction (committed on success): the cheapest write path."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading only; on SQLite it does not take the write lock (deferred BEGIN)."""
+        with self.read_sessions() as s:  # closing ends the transaction; loaded objects stay usable
+            yield s
 
     def dispose(self) -> None:
         self.engine.dispose()

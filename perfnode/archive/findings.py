@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pydicom
+from pydicom.dataset import Dataset
 from sqlalchemy import delete, select
 
 from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, InstanceFinding, Series
 from perfnode.dicom.findings import Finding, Severity
-from perfnode.dicom.perf import check_dataset
+from perfnode.dicom.perf import check_dataset, is_perfusion_candidate
 
 if TYPE_CHECKING:
     from perfnode.net.context import NodeContext
@@ -53,8 +54,15 @@ def save_findings(db: Database, instance_id: int, findings: list[Finding], secti
         )
 
 
-def record_findings(ctx: NodeContext, instance_id: int, path: Path) -> None:
-    """``after_store`` hook: check the stored file against the PERF profile and record what was found."""
+def record_findings(ctx: NodeContext, instance_id: int, path: Path, header: Dataset | None = None) -> None:
+    """``after_store`` hook: check the stored file against the PERF profile and record what was found.
+
+    ``header`` (the attributes read at store time) settles cheaply whether the PERF rules apply at
+    all; only perfusion objects are read again in full. A replaced object's old findings were
+    deleted when it was re-indexed, so a non-perfusion object needs no write.
+    """
+    if header is not None and not is_perfusion_candidate(header):
+        return
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     findings = check_dataset(ds)
     if findings:
@@ -75,7 +83,7 @@ def load_findings(
         )
     if instance_id is not None:
         q = q.where(Instance.id == instance_id)
-    with db.session() as s:
+    with db.read() as s:
         rows = s.execute(q.order_by(InstanceFinding.id)).all()
     return [
         (uid, Finding(Severity(r.severity), r.tag, r.keyword, r.found, r.expected, r.rule, r.where))
@@ -85,7 +93,7 @@ def load_findings(
 
 def series_paths(db: Database, data: Path, series_instance_uid: str) -> list[Path]:
     """Absolute paths of the stored instances of a series (empty when the series is unknown)."""
-    with db.session() as s:
+    with db.read() as s:
         rows = (
             s.execute(
                 select(Instance.path)

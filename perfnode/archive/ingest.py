@@ -18,11 +18,15 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import bindparam, insert, select, update
+from pydicom.filereader import read_dataset
+from pydicom.tag import Tag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from perfnode.archive.models import Instance, Patient, Series, Study
+from perfnode.archive.models import Instance, InstanceFinding, Patient, Series, Study
 from perfnode.archive.storage import StoredFile, check_uid
 from perfnode.errors import CannotUnderstand
 
@@ -35,13 +39,33 @@ HEADER_KEYWORDS = [
     "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "SeriesNumber", "InstanceNumber",
     "FrameOfReferenceUID", "NumberOfFrames", "ConcatenationUID", "InConcatenationNumber",
     "InConcatenationTotalNumber", "ConcatenationFrameOffsetNumber",
+    # not indexed, but enough for after-store hooks to tell a perfusion object without a second read
+    "DimensionIndexSequence", "TemporalPositionIdentifier", "SharedFunctionalGroupsSequence",
 ]
 
 
-def read_header(path: str | Path) -> Dataset:
-    """Read the index attributes of a DICOM file (Part 10) without its pixel data."""
+_HEADER_TAGS = [Tag(k) for k in HEADER_KEYWORDS]
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+#: The start of the File Meta Information pynetdicom writes in front of a received dataset:
+#: preamble, "DICM", then (0002,0000) UL with 4 bytes of group length.
+_META_START = b"DICM\x02\x00\x00\x00UL\x04\x00"
+
+
+def _before_pixels(tag: Any, _vr: Any, _length: int) -> bool:
+    return tag in _PIXEL_TAGS
+
+
+def read_header(path: str | Path, transfer_syntax: str | None = None) -> Dataset:
+    """Read the index attributes of a DICOM file (Part 10) without its pixel data.
+
+    With the ``transfer_syntax`` of a file perfnode just received (non-deflated), the dataset is
+    read straight after the File Meta Information's group length, without parsing the meta
+    elements; otherwise (and whenever the file does not start as expected) with ``dcmread``.
+    """
     try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=HEADER_KEYWORDS, force=False)
+        ds = _read_received(path, transfer_syntax) if transfer_syntax else None
+        if ds is None:
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=False)
         # Touch the values so that a malformed element fails here, not later.
         for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
             ds.get(kw)
@@ -49,6 +73,19 @@ def read_header(path: str | Path) -> Dataset:
             NotImplementedError, struct.error) as exc:  # pydicom's parse errors (OSError: "No tag to read")
         raise CannotUnderstand(f"dataset unreadable: {exc}"[:200]) from exc
     return ds
+
+
+def _read_received(path: str | Path, transfer_syntax: str) -> Dataset | None:
+    ts = UID(transfer_syntax)
+    if ts == DeflatedExplicitVRLittleEndian or not ts.is_transfer_syntax:
+        return None
+    with open(path, "rb") as fp:
+        head = fp.read(144)
+        if len(head) < 144 or head[128:140] != _META_START:
+            return None
+        fp.seek(144 + struct.unpack("<I", head[140:144])[0])
+        return read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian, stop_when=_before_pixels,
+                            specific_tags=_HEADER_TAGS)
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str:
@@ -89,8 +126,9 @@ def header_uids(ds: Dataset) -> HeaderUids:
     )
 
 
-def _insert(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
-    dialect = session.get_bind().dialect.name
+def _insert(session: Session | Connection, model: type, values: dict[str, Any], keys: list[str]) -> None:
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    dialect = bind.dialect.name
     mod = postgresql if dialect == "postgresql" else sqlite
     stmt = mod.insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
     session.execute(stmt)
@@ -122,7 +160,7 @@ class ParentCache:
             self._ids.clear()
 
 
-def _upsert_id(session: Session, model: type, values: dict[str, Any], keys: list[str],
+def _upsert_id(session: Session | Connection, model: type, values: dict[str, Any], keys: list[str],
                cache: ParentCache | None, pending: dict[tuple, int]) -> int:
     key = (model.__tablename__, *(values[k] for k in keys))
     row_id = cache.get(key) if cache is not None else None
@@ -137,10 +175,12 @@ def _upsert_id(session: Session, model: type, values: dict[str, Any], keys: list
     return row_id
 
 
-def index_instance(session: Session, ds: Dataset, stored: StoredFile, transfer_syntax: str,
+def index_instance(session: Session | Connection, ds: Dataset, stored: StoredFile, transfer_syntax: str,
                    calling_ae: str = "", replace: bool = False, cache: ParentCache | None = None,
                    pending: dict[tuple, int] | None = None) -> int:
     """Insert (or with ``replace`` update) the rows for one stored object; return the Instance id.
+
+    ``session`` may be a Core :class:`Connection` in a transaction (the store path: no ORM overhead).
 
     With a ``cache``, parent ids found or created are added to ``pending``; the caller passes
     ``pending`` to :meth:`ParentCache.remember` once the transaction has committed.
@@ -205,6 +245,8 @@ def index_instance(session: Session, ds: Dataset, stored: StoredFile, transfer_s
             select(Instance.id).where(Instance.sop_instance_uid == uids.sop_instance)).scalar()
         if existing is not None:
             session.execute(update(Instance).where(Instance.id == existing).values(**values))
+            # what was derived from the replaced object (its PERF findings) no longer holds
+            session.execute(delete(InstanceFinding).where(InstanceFinding.instance_fk == existing))
             return existing
     return session.execute(_INSERT_INSTANCE, values).scalar_one()
 

@@ -307,7 +307,7 @@ class Query:
         stmt = self.statement(dialect).order_by(model.id).limit(page_size)
         last = 0
         while True:
-            with db.session() as s:
+            with db.read() as s:
                 rows = s.execute(stmt.where(model.id > last)).all()
                 if not rows:
                     return
@@ -433,7 +433,7 @@ class Query:
         stmt = stmt.order_by(
             Instance.series_fk, Instance.in_concatenation_number, Instance.instance_number, Instance.id
         )
-        with db.session() as s:
+        with db.read() as s:
             return [RetrieveItem(*r) for r in s.execute(stmt).all()]
 
 

@@ -32,8 +32,9 @@ from perfnode.errors import CannotUnderstand, OutOfResources
 #: PS3.5 9.1: components of digits without leading zeros, separated by dots, 64 characters at most.
 UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
-#: Directory fsyncs run here, overlapping the index commit of the same object.
-_SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dir-fsync")
+#: fsyncs run here: a received file's while its header is read, a directory's while the index commits.
+_DATASYNC = getattr(os, "fdatasync", os.fsync)  # no fdatasync on macOS
+_SYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fsync")
 
 _UID_TAGS = {
     "StudyInstanceUID": "(0020,000D)",
@@ -108,10 +109,23 @@ class ReceiveFile:
                 self._sha.update(data)
         return len(data)
 
+    #: While a large object arrives, its data written so far is synced every this many bytes (in the
+    #: helper thread), so the final fsync only has the tail left: the disk works during the receive.
+    SYNC_EVERY = 8 << 20
+
     def _hash_worker(self) -> None:
         assert self._hq is not None
+        hashed = synced = 0
+        fd = self._fp.fileno()
         while (chunk := self._hq.get()) is not None:
             self._sha.update(chunk)  # hashlib releases the GIL for large buffers
+            hashed += len(chunk)
+            if hashed - synced >= self.SYNC_EVERY and self.error is None:
+                try:
+                    _DATASYNC(fd)  # what the kernel has so far; the buffered rest waits for finish()
+                except OSError as exc:
+                    self.error = exc
+                synced = hashed
 
     def _digest(self) -> str:
         if self._hq is not None and self._hasher is not None:
@@ -135,6 +149,21 @@ class ReceiveFile:
         if self.error is not None:
             raise OutOfResources(f"cannot write the received object: {os.strerror(self.error.errno or 0)}")
         return digest
+
+    def finish_in_background(self) -> Future[str]:
+        """Flush now, then :meth:`finish` (fsync, digest) in the background pool.
+
+        The file can be read by name as soon as this returns (e.g. its header, while the fsync runs).
+        A write error already seen is raised at once, as :meth:`finish` would.
+        """
+        if self.error is None and not self.closed:
+            try:
+                self._fp.flush()
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None:
+            self.finish()  # raises OutOfResources
+        return _SYNC_POOL.submit(self.finish)
 
     def close(self) -> None:
         self._digest()  # stop the hasher thread, if any

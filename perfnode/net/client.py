@@ -20,6 +20,7 @@ from pynetdicom.sop_class import Verification
 from tqdm import tqdm
 
 from perfnode.config import ConfigError, Peer, Settings
+from perfnode.net import reactor
 
 log = logging.getLogger("perfnode.client")
 
@@ -40,6 +41,7 @@ def parse_target(spec: str, settings: Settings | None = None) -> Peer:
 
 
 def _ae(settings: Settings) -> AE:
+    reactor.install()
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout = settings.acse_timeout
     ae.dimse_timeout = settings.dimse_timeout

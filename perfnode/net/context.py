@@ -18,8 +18,9 @@ class NodeContext:
     #: ``perfnode.archive.storage.Storage`` (files under ``settings.data``).
     storage: Any
     #: Called after an instance is durably stored and acknowledged, off the network thread:
-    #: ``hook(ctx, instance_row_id, absolute_file_path)``. Errors are logged, never fatal.
-    after_store: list[Callable[[NodeContext, int, Path], None]] = field(default_factory=list)
-    #: Set by the running server: ``run_after_store(instance_row_id, absolute_file_path)`` schedules
-    #: the ``after_store`` hooks in its thread pool. ``None`` outside a server (hooks are not run).
-    run_after_store: Callable[[int, Path], None] | None = None
+    #: ``hook(ctx, instance_row_id, absolute_file_path, header)``, ``header`` being the dataset of
+    #: index attributes read at store time (no pixel data). Errors are logged, never fatal.
+    after_store: list[Callable[[NodeContext, int, Path, Any], None]] = field(default_factory=list)
+    #: Set by the running server: ``run_after_store(instance_row_id, absolute_file_path, header)``
+    #: schedules the ``after_store`` hooks in its thread pool. ``None`` outside a server.
+    run_after_store: Callable[[int, Path, Any], None] | None = None

@@ -40,6 +40,7 @@ from pynetdicom.sop_class import (
 )
 
 from perfnode.config import Peer, Settings
+from perfnode.net import reactor
 from perfnode.net.client import AssociationFailed, iter_files
 
 log = logging.getLogger("perfnode.qr_client")
@@ -73,6 +74,7 @@ class QueryFailed(RuntimeError):
 
 
 def _ae(settings: Settings) -> AE:
+    reactor.install()
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = (
         settings.acse_timeout,

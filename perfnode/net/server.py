@@ -10,7 +10,7 @@ Contract for service modules (kept stable; other parts of perfnode add their own
   - ``handlers(ctx: NodeContext) -> list[tuple[event, handler]]``: pynetdicom event bindings.
   - optionally ``start(ctx: NodeContext) -> Callable[[], None] | None``: a background worker
     started with the server; the returned callable stops it at shutdown.
-  - optionally ``after_store(ctx, instance_id, path)``: appended to ``NodeContext.after_store``.
+  - optionally ``after_store(ctx, instance_id, path, header)``: appended to ``NodeContext.after_store``.
 
 * :func:`run_server` blocks until SIGTERM/SIGINT; :func:`start_server` returns a
   :class:`RunningServer` (non-blocking, ``.stop()``, ``.port``, ``.ctx``) for tests and benchmarks.
@@ -32,6 +32,7 @@ import logging
 import secrets
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -44,15 +45,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pydicom.config
 from pynetdicom import AE, evt
 from pynetdicom.transport import AssociationSocket
 
 from perfnode.archive.db import Database
 from perfnode.archive.storage import Storage
 from perfnode.config import Settings
+from perfnode.net import reactor
 from perfnode.net.context import NodeContext
 
 log = logging.getLogger("perfnode.server")
+#: ``sys.setswitchinterval`` for the node's process (Python's default is 0.005 s).
+SWITCH_INTERVAL_S = 0.001
 
 #: Service modules, in the order their contexts are offered.
 SERVICES: list[str] = ["perfnode.net.echo", "perfnode.net.store",
@@ -146,14 +151,14 @@ class RunningServer:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
-    def run_after_store(self, instance_id: int, path: Path) -> None:
+    def run_after_store(self, instance_id: int, path: Path, header: Any) -> None:
         """Run the ``after_store`` hooks for one stored instance in the background."""
         for hook in list(self.ctx.after_store):
-            self.hooks.submit(self._run_hook, hook, instance_id, path)
+            self.hooks.submit(self._run_hook, hook, instance_id, path, header)
 
-    def _run_hook(self, hook: Callable, instance_id: int, path: Path) -> None:
+    def _run_hook(self, hook: Callable, instance_id: int, path: Path, header: Any) -> None:
         try:
-            hook(self.ctx, instance_id, path)
+            hook(self.ctx, instance_id, path, header)
         except Exception:  # noqa: BLE001 - hooks never break the node
             log.exception("after_store hook %s failed for instance %s",
                           getattr(hook, "__name__", hook), instance_id)
@@ -215,6 +220,7 @@ def _log_handlers(settings: Settings) -> list[tuple[Any, Callable]]:
 
 
 def build_ae(settings: Settings) -> AE:
+    reactor.install()
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.acse_timeout = settings.acse_timeout
@@ -234,6 +240,8 @@ def quiet_libraries() -> None:
     """Malformed input is reported once, by our handlers, not by pydicom warnings or Alembic chatter."""
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # Its warnings are ignored anyway: do not spend time validating every value read.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -242,6 +250,9 @@ def start_server(settings: Settings, db: Database | None = None) -> RunningServe
     from perfnode.net import store  # the receive-to-file machinery lives there
 
     quiet_libraries()
+    # Network threads mostly wait; when one wakes (a PDU, a response to send) it should get the GIL
+    # within a millisecond rather than after the default 5 ms slice of a busy hook or query thread.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     storage = Storage(settings.data)
     removed = storage.clean_tmp()
     if removed:

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -82,25 +83,32 @@ def install_receive_files(storage: Storage) -> None:
 
 def store_received(ctx: NodeContext, rf: ReceiveFile, context_sop_class: str, transfer_syntax: str,
                    request_sop_class: str, request_sop_instance: str,
-                   calling_ae: str = "") -> tuple[int, Path, bool]:
-    """Make one received file durable and indexed; return (instance id, absolute path, duplicate).
+                   calling_ae: str = "") -> tuple[int, Path, bool, Dataset]:
+    """Make one received file durable and indexed; return (instance id, absolute path, duplicate, header).
+
+    The header is what :func:`read_header` read (the index attributes), handed on to the hooks.
 
     Raises a :class:`DicomError` (nothing stored, nothing indexed) when the object is refused.
     """
     storage: Storage = ctx.storage
     try:
-        sha256 = rf.finish()
+        fsynced = rf.finish_in_background()  # the header is read and checked while the file is fsync-ed
+        try:
+            ds = read_header(rf.name, transfer_syntax)
+            uids = header_uids(ds)
+            if uids.sop_class != context_sop_class or uids.sop_class != request_sop_class:
+                raise DatasetMismatch(
+                    f"(0008,0016) SOPClassUID {uids.sop_class} does not match the presentation context "
+                    f"{context_sop_class} / request {request_sop_class} (PS3.4 B.2.3)")
+            if uids.sop_instance != str(request_sop_instance).strip("\0 "):
+                raise DatasetMismatch(
+                    f"(0008,0018) SOPInstanceUID {uids.sop_instance} differs from the request's "
+                    f"Affected SOP Instance UID {request_sop_instance} (PS3.7 9.3.1.1)")
+        except BaseException:
+            _settle(fsynced)
+            raise
+        sha256 = fsynced.result()  # a write error (disk full) is reported before anything else
         rf.close()
-        ds = read_header(rf.name)
-        uids = header_uids(ds)
-        if uids.sop_class != context_sop_class or uids.sop_class != request_sop_class:
-            raise DatasetMismatch(
-                f"(0008,0016) SOPClassUID {uids.sop_class} does not match the presentation context "
-                f"{context_sop_class} / request {request_sop_class} (PS3.4 B.2.3)")
-        if uids.sop_instance != str(request_sop_instance).strip("\0 "):
-            raise DatasetMismatch(
-                f"(0008,0018) SOPInstanceUID {uids.sop_instance} differs from the request's "
-                f"Affected SOP Instance UID {request_sop_instance} (PS3.7 9.3.1.1)")
         relative = storage.relative_path(uids.study, uids.series, uids.sop_instance)
         with storage.lock(uids.sop_instance):
             placed = storage.place(rf.name, relative, sha256, rf.size)
@@ -122,8 +130,9 @@ def store_received(ctx: NodeContext, rf: ReceiveFile, context_sop_class: str, tr
                         _unindex(ctx, instance_id)
                         storage.remove(relative)
                         raise
-                    return instance_id, storage.absolute(relative), False
-            return _duplicate(ctx, rf, ds, uids.sop_instance, sha256, relative, transfer_syntax, calling_ae)
+                    return instance_id, storage.absolute(relative), False, ds
+            found = _duplicate(ctx, rf, ds, uids.sop_instance, sha256, relative, transfer_syntax, calling_ae)
+            return (*found, ds)
     finally:
         rf.discard()  # no-op once the file has been renamed into place
 
@@ -143,8 +152,8 @@ def _unindex(ctx: NodeContext, instance_id: int) -> None:
 def _index(ctx: NodeContext, ds: Any, stored: StoredFile, transfer_syntax: str, calling_ae: str,
            replace: bool = False) -> int:
     pending: dict[tuple, int] = {}
-    with ctx.db.session() as s:
-        instance_id = index_instance(s, ds, stored, transfer_syntax, calling_ae, replace=replace,
+    with ctx.db.transaction() as conn:
+        instance_id = index_instance(conn, ds, stored, transfer_syntax, calling_ae, replace=replace,
                                      cache=_parent_cache(ctx), pending=pending)
     _parent_cache(ctx).remember(pending)
     return instance_id
@@ -161,7 +170,7 @@ def _duplicate(ctx: NodeContext, rf: ReceiveFile, ds: Any, sop_instance: str, sh
                transfer_syntax: str, calling_ae: str) -> tuple[int, Path, bool]:
     """The SOP Instance UID is already here: identical bytes → no-op; different → duplicate_policy."""
     storage: Storage = ctx.storage
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:
         row = find_instance(s, sop_instance)
         old = (row.id, row.path, row.sha256) if row else None
     if old is None:  # a file without an index row (a crash between rename and commit): index it now
@@ -194,7 +203,7 @@ def handle_store(event: Any, ctx: NodeContext) -> Any:
         return status_dataset(0x0110, "dataset not received to a file (internal error)")
     t0 = time.perf_counter()
     try:
-        instance_id, path, duplicate = store_received(
+        instance_id, path, duplicate, header = store_received(
             ctx, rf, str(event.context.abstract_syntax), str(event.context.transfer_syntax),
             str(req.AffectedSOPClassUID or ""), sop_instance, str(r.ae_title or ""))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a status, the association lives on
@@ -210,7 +219,7 @@ def handle_store(event: Any, ctx: NodeContext) -> Any:
               "duplicate (identical)" if duplicate else "stored", 1000 * (time.perf_counter() - t0))
     association_stats(event.assoc)["duplicates" if duplicate else "stored"] += 1
     if not duplicate and ctx.run_after_store is not None:
-        ctx.run_after_store(instance_id, path)
+        ctx.run_after_store(instance_id, path, header)
     return SUCCESS
 
 

@@ -25,10 +25,10 @@ def archive_outputs(ctx: NodeContext, files: list[str | Path]) -> list[tuple[str
             while chunk := src.read(1 << 20):
                 rf.write(chunk)
         try:
-            _, path, _ = store_received(ctx, rf, uids.sop_class, str(ds.file_meta.TransferSyntaxUID),
+            _, path, *_ = store_received(ctx, rf, uids.sop_class, str(ds.file_meta.TransferSyntaxUID),
                                         uids.sop_class, uids.sop_instance, ctx.settings.ae_title)
         except DuplicateConflict:
-            with ctx.db.session() as s:
+            with ctx.db.read() as s:
                 path = ctx.storage.absolute(find_instance(s, uids.sop_instance).path)
         out.append((uids.sop_instance, path))
     return out

@@ -37,21 +37,28 @@ def ready_series(db: Database, stable_s: float) -> list[tuple[str, str]]:
     cutoff = now() - timedelta(seconds=stable_s)
     no_job = ~exists().where(Job.series_instance_uid == Series.series_instance_uid)
     out: list[tuple[str, str]] = []
-    with db.session() as s:
+    with db.read() as s:
         candidates = s.execute(
             select(Series.id, Series.series_instance_uid, Series.last_received_at)
             .where(no_job, Series.last_received_at.is_not(None))
         ).all()
+        # per series: instances, frames of one, and whether every instance is part of a concatenation
+        stats = {row[0]: row[1:] for row in s.execute(
+            select(Instance.series_fk, func.count(Instance.id), func.max(Instance.number_of_frames),
+                   func.min(func.coalesce(Instance.concatenation_uid, "")))
+            .where(Instance.series_fk.in_([c[0] for c in candidates]))
+            .group_by(Instance.series_fk)
+        )} if candidates else {}
         for series_id, uid, last in candidates:
-            rows = s.execute(
-                select(Instance.concatenation_uid, Instance.in_concatenation_number,
-                       Instance.in_concatenation_total_number, Instance.number_of_frames)
-                .where(Instance.series_fk == series_id)
-            ).all()
-            concat = _concatenations_complete([(r[0], r[1], r[2]) for r in rows])
+            count, frames, min_concat = stats.get(series_id, (0, None, ""))
+            concat = None
+            if count and min_concat:  # only concatenation parts: look at their numbers
+                concat = _concatenations_complete([tuple(r) for r in s.execute(
+                    select(Instance.concatenation_uid, Instance.in_concatenation_number,
+                           Instance.in_concatenation_total_number).where(Instance.series_fk == series_id))])
             if concat:
                 out.append((uid, "all concatenation parts present"))
-            elif concat is None and len(rows) == 1 and (rows[0][3] or 1) > 1:
+            elif concat is None and count == 1 and (frames or 1) > 1:
                 out.append((uid, "one multi-frame instance"))
             elif last <= cutoff:
                 out.append((uid, f"no new instance for {stable_s:g} s"))
@@ -60,7 +67,7 @@ def ready_series(db: Database, stable_s: float) -> list[tuple[str, str]]:
 
 def series_files(db: Database, series_uid: str) -> tuple[list[str], str]:
     """Relative paths of a series' instances (by Instance Number) and the latest calling AE."""
-    with db.session() as s:
+    with db.read() as s:
         rows = s.execute(
             select(Instance.path, Instance.calling_ae)
             .join(Series, Instance.series_fk == Series.id)
@@ -72,7 +79,7 @@ def series_files(db: Database, series_uid: str) -> tuple[list[str], str]:
 
 def study_companion_files(db: Database, series_uid: str) -> list[str]:
     """Relative paths of the other series of the same study (M0, T1 maps and the like)."""
-    with db.session() as s:
+    with db.read() as s:
         study_fk = s.scalar(select(Series.study_fk).where(Series.series_instance_uid == series_uid))
         if study_fk is None:
             return []
@@ -85,7 +92,7 @@ def study_companion_files(db: Database, series_uid: str) -> list[str]:
 
 def study_quiet(db: Database, series_uid: str, stable_s: float) -> bool:
     """Whether no instance of the series' study arrived for ``stable_s`` seconds."""
-    with db.session() as s:
+    with db.read() as s:
         study_fk = s.scalar(select(Series.study_fk).where(Series.series_instance_uid == series_uid))
         last = s.scalar(select(func.max(Series.last_received_at)).where(Series.study_fk == study_fk))
     return last is None or last <= now() - timedelta(seconds=stable_s)

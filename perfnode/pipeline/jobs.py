@@ -72,7 +72,7 @@ def requeue_interrupted(db: Database) -> int:
 
 
 def already_sent(db: Database, job_id: int, destination: str) -> set[str]:
-    with db.session() as s:
+    with db.read() as s:
         return set(s.scalars(select(SentObject.sop_instance_uid)
                              .where(SentObject.job_fk == job_id, SentObject.destination == destination)))
 
@@ -87,7 +87,7 @@ def record_sent(db: Database, job_id: int, sop_instance_uid: str, destination: s
 
 
 def list_jobs(db: Database, state: str | None = None, limit: int = 100) -> list[Job]:
-    with db.session() as s:
+    with db.read() as s:
         q = select(Job).order_by(Job.id.desc()).limit(limit)
         if state:
             q = q.where(Job.state == state)
