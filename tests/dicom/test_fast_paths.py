@@ -363,3 +363,15 @@ def test_frames_read_from_the_file_in_chunks_equal_the_array(tmp_path, monkeypat
     np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="mmap length is greater than file size"):
         frames._FileFrames(path, np.dtype("<i2"), 6, px.shape)  # a truncated file, as numpy's memmap said
+
+
+def test_a_frame_without_position_is_named_as_before(tmp_path):
+    from perfnode.dicom.frames import AssemblyError, assemble
+
+    _, files = make("dsc", "single", tmp_path, size=SIZE)
+    ds = pydicom.dcmread(files[0])
+    del ds.PerFrameFunctionalGroupsSequence[4].PlanePositionSequence[0].ImagePositionPatient
+    ds.save_as(files[0])
+    missing = r"frame 5: \(0020,0032\) ImagePositionPatient missing in \(0020,9113\)"
+    with pytest.raises(AssemblyError, match=missing):
+        assemble([files[0]])
