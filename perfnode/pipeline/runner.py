@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,17 @@ log = logging.getLogger("perfnode.pipeline")
 NEEDS_COMPANIONS = {"asl", "dce"}
 
 
+def exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    """Worker initializer: end the worker when the node is gone (a pool's workers outlive a SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class Supervisor:
     """Polls the index for complete series and runs their jobs; one per node."""
 
@@ -42,7 +54,8 @@ class Supervisor:
         self.cfg = settings
         self.stopping = threading.Event()
         self.processes = ProcessPoolExecutor(max_workers=settings.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=exit_with_parent, initargs=(os.getpid(),))
         self.analysing = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="perfnode-job")
         self.delivering = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perfnode-deliver")
         self.running: dict[int, Future] = {}

@@ -125,6 +125,14 @@ def test_dsc_concatenation_comes_back_as_parametric_maps(tmp_path, node_factory)
     assert job["state"] == "done" and job["destinations"] == ["MAPS"]
 
 
+def children(pid: int) -> list[int]:
+    """Process ids of ``pid``'s children (Linux /proc)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def test_destination_down_then_up_and_kill_during_delivery(tmp_path, node_factory):
     """Maps wait for a destination that is down; a node killed meanwhile resumes; each map arrives once."""
     phantom_dir = tmp_path / "phantom"
@@ -134,7 +142,11 @@ def test_destination_down_then_up_and_kill_during_delivery(tmp_path, node_factor
     send_series(phantom_dir, node.port)
     wait_for(lambda: any(j["state"] == "running" and j["output_series_uid"] for j in jobs_json(node)),
              120, "the analysis to finish and delivery to start")
+    workers = children(node.proc.pid)  # the analysis worker processes
+    assert workers
     node.stop(signal.SIGKILL)  # killed while retrying the delivery
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 30,
+             "the killed node's workers to exit")
     node.start()  # same data folder and port
     scp.start()
     try:
