@@ -18,7 +18,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from perfnode.dicom.findings import Finding, Severity
-from perfnode.dicom.groups import all_values
+from perfnode.dicom.groups import all_values, raw_element
 
 RULE = "PS3.3 C.7.6.16.2.2.4"
 FLOATS = {b"FD": "<f8", b"FL": "<f4", b"OD": "<f8", b"OF": "<f4"}
@@ -197,7 +197,7 @@ def _differences(parts: list[Dataset], where: str) -> list[Finding]:
             kw = keyword_for_tag(tag)
             if not kw or kw in ALLOWED_TO_DIFFER or kw.endswith("GroupLength"):
                 continue
-            if same_charset and _same_bytes(ref._dict.get(tag), p._dict.get(tag)):
+            if same_charset and _same_bytes(raw_element(ref, tag), raw_element(p, tag)):
                 continue
             a, b = ref.get(tag), p.get(tag)
             a, b = (a.value if a is not None else None), (b.value if b is not None else None)
@@ -216,8 +216,9 @@ def _differences(parts: list[Dataset], where: str) -> list[Finding]:
 
 
 def _same_bytes(a: Any, b: Any) -> bool:
-    """Are two elements still raw (explicit VR little endian), byte for byte the same, and free of NaN
-    (which decodes unequal to itself)? Then their values are equal, and need not be decoded to say so."""
+    """Are two elements as read from the file (explicit VR little endian; see :func:`raw_element`) byte
+    for byte the same and free of NaN (which decodes unequal to itself)? Then their values are equal, and
+    need not be decoded (or compared decoded) to say so."""
     if not (isinstance(a, RawDataElement) and isinstance(b, RawDataElement)):
         return False
     if a.is_implicit_VR or b.is_implicit_VR or not (a.is_little_endian and b.is_little_endian):

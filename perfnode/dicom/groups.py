@@ -34,6 +34,8 @@ LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN"
 TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DT", b"LO", b"LT", b"PN", b"SH", b"ST", b"TM", b"UC", b"UI", b"UT"}
 INTEGERS = {b"UL": "<u4", b"US": "<u2", b"SL": "<i4", b"SS": "<i2"}
 BINARY = {b"UL": "I", b"US": "H", b"SL": "i", b"SS": "h", b"FD": "d", b"FL": "f", b"AT": "I"}
+#: dataset attribute: tag → (element decoded by :class:`FunctionalGroups`, its value, the raw element)
+DECODED = "_perfnode_decoded_from"
 MAX_LAYOUTS = 64  # more distinct item layouts than this: walk every item instead
 
 #: path of tags → (VR, start, end) of the value in the sequence's bytes
@@ -335,7 +337,11 @@ class FunctionalGroups:
     """The functional groups of one multi-frame instance, read by frame and path of keywords."""
 
     def __init__(self, ds: Dataset) -> None:
+        raw_shared = ds._dict.get(SHARED)  # type: ignore[attr-defined]
         shared = ds.get("SharedFunctionalGroupsSequence")
+        if isinstance(raw_shared, RawDataElement):  # decoded here: keep the bytes it was decoded from
+            decoded = ds._dict.get(SHARED)  # type: ignore[attr-defined]
+            ds.__dict__.setdefault(DECODED, {})[SHARED] = (decoded, decoded.value, raw_shared)
         self.shared: Dataset | None = shared[0] if shared else None
         self._shared_values: dict[TagPath, Any] = {}
         self._columns: dict[TagPath, Column] = {}
@@ -452,11 +458,24 @@ class FunctionalGroups:
         return self.count
 
 
+def raw_element(ds: Dataset, tag: int) -> RawDataElement | None:
+    """The element ``tag`` of ``ds`` as read from the file: still raw, or decoded by
+    :class:`FunctionalGroups` (the Shared Functional Groups Sequence) and not replaced since."""
+    elem = ds._dict.get(tag)  # type: ignore[attr-defined]
+    if isinstance(elem, RawDataElement):
+        return elem
+    decoded = ds.__dict__.get(DECODED, {}).get(tag)
+    if decoded is None or decoded[0] is not elem or elem.value is not decoded[1]:  # replaced, or set anew
+        return None
+    return decoded[2]
+
+
 def functional_groups(ds: Dataset) -> FunctionalGroups:
     """The (cached) :class:`FunctionalGroups` of ``ds``, so the checks and the assembly parse it once.
 
     The cache lives on the dataset object; build a new dataset (or read the file again) after changing
-    its functional groups.
+    its functional groups (the comparison of concatenation parts, too, takes the Shared Functional Groups
+    Sequence decoded here by the bytes it was read from).
     """
     fg = ds.__dict__.get("_perfnode_functional_groups")
     if fg is None:

@@ -5,6 +5,7 @@ bytes vs parsed sequences), DT parsing (vs strptime) and the pixel rescale (vs o
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
 
@@ -375,3 +376,30 @@ def test_a_frame_without_position_is_named_as_before(tmp_path):
     missing = r"frame 5: \(0020,0032\) ImagePositionPatient missing in \(0020,9113\)"
     with pytest.raises(AssemblyError, match=missing):
         assemble([files[0]])
+
+
+def test_shared_groups_decoded_for_the_frames_are_compared_by_their_bytes(tmp_path):
+    from perfnode.dicom.groups import SHARED, functional_groups, raw_element
+
+    _, files = make("dsc", "concat", tmp_path, size=SIZE)
+    series = [f for f in files if f.parent.name == "series01"]
+    parts = [pydicom.dcmread(p, defer_size=1 << 20) for p in series]
+    for part in parts:
+        functional_groups(part)  # decodes the shared groups
+        assert raw_element(part, SHARED) is not None
+    assert check_parts(parts) == [] == check_parts([_parsed(p) for p in series])
+    # replaced after decoding: no longer the bytes read, so compared decoded
+    changed = deepcopy(parts[0].SharedFunctionalGroupsSequence)
+    changed[0].PixelMeasuresSequence[0].SliceThickness = 9.5
+    parts[1].SharedFunctionalGroupsSequence = changed
+    assert raw_element(parts[1], SHARED) is None
+    assert [f.keyword for f in check_parts(parts)] == ["SharedFunctionalGroupsSequence"]
+    # different bytes in the file: found whether or not the groups were decoded first
+    ds = pydicom.dcmread(series[1])
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness = 9.5
+    ds.save_as(series[1])
+    parts = [pydicom.dcmread(p, defer_size=1 << 20) for p in series]
+    for part in parts:
+        functional_groups(part)
+    assert check_parts(parts) == check_parts([_parsed(p) for p in series])
+    assert [f.keyword for f in check_parts(parts)] == ["SharedFunctionalGroupsSequence"]
