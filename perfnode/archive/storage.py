@@ -79,7 +79,8 @@ class ReceiveFile:
     def __init__(self, directory: Path) -> None:
         fd, name = tempfile.mkstemp(dir=directory, prefix="rx-", suffix=".part")
         self.name = name
-        self._fp: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+        # Small writes (meta, small objects) are buffered; PDU-sized ones go straight to the file.
+        self._fp: BinaryIO = os.fdopen(fd, "wb", buffering=64 << 10)
         self._sha = hashlib.sha256()
         self.size = 0
         self.error: OSError | None = None
@@ -104,7 +105,7 @@ class ReceiveFile:
                 self._hasher = threading.Thread(target=self._hash_worker, name="rx-sha256", daemon=True)
                 self._hasher.start()
             if self._hq is not None:
-                self._hq.put(bytes(data))
+                self._hq.put(data if isinstance(data, bytes) else bytes(data))  # bytes never change
             else:
                 self._sha.update(data)
         return len(data)

@@ -79,7 +79,8 @@ class EventDUL(DULServiceProvider):
         if self.state_machine.current_state == "Sta1":
             self._kill_thread = True
             self.wake()
-            self.join()
+            if self.is_alive() and threading.current_thread() is not self:
+                self.join()
             return True
         return False
 

@@ -27,6 +27,7 @@ held up ~40–200 ms per object.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import secrets
@@ -58,6 +59,8 @@ from perfnode.net.context import NodeContext
 log = logging.getLogger("perfnode.server")
 #: ``sys.setswitchinterval`` for the node's process (Python's default is 0.005 s).
 SWITCH_INTERVAL_S = 0.001
+#: ``gc.set_threshold`` for the node's process (Python's default is 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 #: Service modules, in the order their contexts are offered.
 SERVICES: list[str] = ["perfnode.net.echo", "perfnode.net.store",
@@ -276,6 +279,11 @@ def start_server(settings: Settings, db: Database | None = None) -> RunningServe
             stop = start(ctx)
             if stop is not None:
                 running.stoppers.append(stop)
+    # Everything built so far lives as long as the node: keep it out of the cyclic collector's full
+    # passes, and collect young objects less often (a full pass cost ≈ 70 ms in the middle of a
+    # 50 MB C-STORE; the receive path makes little cyclic garbage).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info("%s listening on port %s (data %s, index %s)", settings.ae_title, running.port,
              storage.root, db.engine.url.render_as_string(hide_password=True))
     return running
