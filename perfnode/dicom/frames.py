@@ -138,11 +138,16 @@ def _fast_dt(v: str) -> datetime | None:
 
 
 def _parse_dt(value: str | None) -> datetime | None:
+    """A DICOM DT (offset dropped): plain 14-digit values by slicing, anything else by ``strptime``."""
     if not value:
         return None
     v = str(value).strip().split("+")[0].split("-")[0]
-    if (fast := _fast_dt(v)) is not None:
-        return fast
+    fast = _fast_dt(v)
+    return fast if fast is not None else _strptime_dt(v)
+
+
+def _strptime_dt(v: str) -> datetime | None:
+    """``v`` (offset already dropped) by the DT formats perfnode accepts; None when none fits."""
     for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
         try:
             return datetime.strptime(v, fmt)

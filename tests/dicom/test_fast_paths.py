@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from copy import deepcopy
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from perfnode.dicom.concatenation import check_parts
-from perfnode.dicom.frames import _parse_dt, _rescale, _rows, _table, frame_table
+from perfnode.dicom.frames import _parse_dt, _rescale, _rows, _strptime_dt, _table, frame_table
 from perfnode.dicom.groups import PER_FRAME, FunctionalGroups, fast_columns, walk_columns
 from perfnode.dicom.perf import check_dataset, check_series
 from perfnode.phantoms import RULES, Size, make
@@ -235,15 +234,8 @@ def test_real_samples_rewritten_with_defined_lengths(tmp_path):
 
 
 def _strptime_only(value):
-    if not value:
-        return None
-    v = str(value).strip().split("+")[0].split("-")[0]
-    for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
-        try:
-            return datetime.strptime(v, fmt)
-        except ValueError:
-            continue
-    return None
+    """The reference: every value through ``strptime``, never the slicing shortcut."""
+    return _strptime_dt(str(value).strip().split("+")[0].split("-")[0]) if value else None
 
 
 @pytest.mark.parametrize(
