@@ -87,7 +87,11 @@ class Node:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.proc.send_signal(signal.SIGABRT)  # the node's faulthandler logs every thread's stack
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
             return self.proc.wait()
 
     def kill(self) -> None:

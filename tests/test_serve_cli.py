@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import sys
 import threading
@@ -12,7 +13,7 @@ import pytest
 from pydicom import dcmread
 
 from perfnode.config import load_settings
-from perfnode.net.server import start_server
+from perfnode.net.server import start_server, wait_for_signal
 from tests.nodes import free_port, need, run
 from tests.serve_helpers import count_instances, instances, mr_object
 
@@ -75,8 +76,31 @@ def test_config_file_sets_ae_title_port_and_peers(node_factory, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_clean_shutdown_on_signal(node, sig):
-    assert node.stop(sig) == 0
-    assert "shutting down" in node.output() and "stopped PERFNODE" in node.output()
+    assert node.stop(sig) == 0, node.output()[-20000:]
+    assert f"shutting down ({signal.Signals(sig).name})" in node.output()
+    assert "stopped PERFNODE" in node.output()
+
+
+def test_sigabrt_logs_every_threads_stack(node):
+    """What a supervisor (or the test harness) uses on a node that will not stop: the stacks."""
+    node.proc.send_signal(signal.SIGABRT)
+    assert node.proc.wait(20) == -signal.SIGABRT
+    out = node.output()
+    assert "Fatal Python error: Aborted" in out
+    assert "in run_server" in out and "in wait" in out  # the main thread, waiting for a signal
+    assert out.count("Thread 0x") >= 3  # the server, the pipeline, the commitment worker…
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_is_never_lost(sig):
+    """A signal that lands while the node is still starting (before anything waits) still stops
+    it, and the previous handlers come back afterwards."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    wait = wait_for_signal()
+    assert signal.getsignal(sig) is not before[sig]
+    os.kill(os.getpid(), sig)  # delivered now, long before wait() is called
+    assert wait() == sig
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_after_store_hooks_run_off_the_network_thread(tmp_path):

@@ -27,6 +27,7 @@ held up ~40–200 ms per object.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import gc
 import importlib
 import logging
@@ -34,7 +35,6 @@ import secrets
 import signal
 import socket
 import sys
-import threading
 import time
 import warnings
 import weakref
@@ -61,6 +61,8 @@ log = logging.getLogger("perfnode.server")
 SWITCH_INTERVAL_S = 0.001
 #: ``gc.set_threshold`` for the node's process (Python's default is 700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 100)
+#: A shutdown slower than this writes every thread's stack to stderr (and carries on).
+SLOW_STOP_S = 15.0
 
 #: Service modules, in the order their contexts are offered.
 SERVICES: list[str] = ["perfnode.net.echo", "perfnode.net.store",
@@ -289,15 +291,48 @@ def start_server(settings: Settings, db: Database | None = None) -> RunningServe
     return running
 
 
+def wait_for_signal(
+        signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> Callable[[], int]:
+    """Catch ``signals`` from now on; the returned callable blocks until one has arrived and
+    returns its number (it restores the previous handlers).
+
+    The Python-level handler does nothing: the interpreter's C handler writes the signal number to
+    a wake-up socket, which the main thread reads. A handler that set a ``threading.Event`` could
+    deadlock if the signal landed while the main thread held that event's lock inside ``wait()``.
+    """
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    previous = {s: signal.signal(s, lambda *_: None) for s in signals}
+
+    def wait() -> int:
+        try:
+            while True:
+                data = reader.recv(64)
+                for number in data:
+                    if number in signals:
+                        return number
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            for s, h in previous.items():
+                signal.signal(s, h)
+            reader.close()
+            writer.close()
+
+    return wait
+
+
 def run_server(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down cleanly."""
-    done = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    faulthandler.enable()  # a crash, or SIGABRT from a supervisor, prints every thread's stack
+    wait = wait_for_signal()  # before the port opens: a signal from then on is never lost
     running = start_server(settings)
     try:
-        done.wait()
+        number = wait()
+        log.info("shutting down (%s)", signal.Signals(number).name)
     finally:
-        log.info("shutting down")
-        running.stop()
-        for s, h in previous.items():
-            signal.signal(s, h)
+        faulthandler.dump_traceback_later(SLOW_STOP_S)
+        try:
+            running.stop()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
