@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a fact the header does not hold, e.g. hemodynamic_impairment=yes, dce_purpose=perfusion",
     )
-    p.add_argument("--no-fit", action="store_true", help="do not run a perfusion model")
+    p.add_argument("--no-fit", action="store_true",
+                   help="do not fit the perfusion model (by default the one a pipeline job runs)")
     p.add_argument("--config", metavar="FILE", help="TOML settings ([node] data/database, [qc] protocols)")
     p.add_argument("--data", metavar="DIR", help="the archive's data folder (for a Series Instance UID)")
     p.set_defaults(func=run)
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _archive_files(settings, series_uid: str) -> tuple[list[Path], list[Path]]:
-    """Files of a stored series, and one file of each other series of its study."""
+    """Files of a stored series, and those of the other series of its study (an M0 or T1 series)."""
     from sqlalchemy import select
 
     from perfnode.archive.db import Database
@@ -81,8 +82,9 @@ def _archive_files(settings, series_uid: str) -> tuple[list[Path], list[Path]]:
             )
             study = [
                 settings.data / p
-                for sid in others
-                for p in s.execute(select(Instance.path).where(Instance.series_fk == sid).limit(1)).scalars()
+                for p in s.execute(
+                    select(Instance.path).where(Instance.series_fk.in_(others)).order_by(Instance.id)
+                ).scalars()
             ]
     finally:
         db.dispose()
@@ -90,6 +92,7 @@ def _archive_files(settings, series_uid: str) -> tuple[list[Path], list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perfnode.pipeline.analysis import fit_series
     from perfnode.qc.rules import RuleError
     from perfnode.qc.series import report_files
 
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             technique=args.technique,
             protocols=protocols or None,
             given=args.fact,
-            run_fit=not args.no_fit,
+            fitter=None if args.no_fit else fit_series,
         )
     except (RuleError, ValueError) as exc:
         print(f"perfnode report: {exc}", file=sys.stderr)

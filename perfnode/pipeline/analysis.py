@@ -223,6 +223,14 @@ FITTERS: dict[str, Callable[[frames.Volume4D, dict, Companions], tuple[FitResult
 }
 
 
+def fit_series(technique: str, vol: frames.Volume4D, headers: list[Dataset],
+               study_files: list[str]) -> FitResult:
+    """The ``technique``'s model fitted to one assembled series, with the study's other series at hand
+    (what a job fits; ``perfnode report`` uses it too, see :data:`perfnode.qc.series.Fitter`)."""
+    companions = Companions(study_files, vol.data.shape[-3:], vol.geometry.frame_of_reference_uid)
+    return FITTERS[technique](vol, header_facts(headers), companions)[0]
+
+
 def encodable(fit: FitResult) -> dict[str, np.ndarray]:
     """The 3-D maps of a fit that have a quantity in :mod:`perfnode.dicom.codes`."""
     out: dict[str, np.ndarray] = {}

@@ -1,14 +1,15 @@
 """One series on disk → QC facts, findings, a fit where a model applies, and the HTML report.
 
-Used by ``perfnode report`` (and meant for the pipeline, which keeps one report per job).
-Assembly uses :mod:`perfnode.dicom.frames`; fitting uses the perfusion models where one can run
-from the series alone (DSC today); whatever is missing is said in the report's notes.
+Used by ``perfnode report`` (the pipeline writes its own report per job). Assembly uses
+:mod:`perfnode.dicom.frames`; the fit is whatever ``fitter`` the caller passes (``perfnode report``
+passes the pipeline's, so a report shows the maps a job would make); whatever is missing is said in
+the report's notes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ from perfnode.qc.facts import header_facts
 from perfnode.qc.report import write_report
 
 log = logging.getLogger(__name__)
+
+#: ``fitter(technique, volume, headers, study_files) -> FitResult``: the model fitted to the assembled
+#: series (a :class:`~perfnode.dicom.frames.Volume4D`); ``study_files`` are the files of the study's
+#: other series (an M0 or variable-flip-angle T1 series). A ``ValueError`` says why it cannot run.
+Fitter = Callable[[str, Any, Sequence[Dataset], Sequence[str]], Any]
+
+#: What the arterial curve of each technique's fit is measured in.
+AIF_LABELS = {"dsc": "ΔR2* (1/s)", "ctp": "enhancement (HU)", "dce": "concentration (mM)"}
 
 
 @dataclass
@@ -92,13 +101,14 @@ def analyse(
     protocols: Any = None,
     given: Mapping[str, Any] | Sequence[str] | None = None,
     fit: Any = None,
-    run_fit: bool = True,
+    fitter: Fitter | None = None,
+    study_files: Sequence[str] = (),
 ) -> SeriesAnalysis:
-    """Assemble, fit (when a model applies and ``fit`` is not given) and check one series."""
+    """Assemble, fit (with ``fitter``, unless ``fit`` is given) and check one series."""
     notes: list[str] = []
     hdr = list(headers)
     tech = (technique or detect_technique(header_facts(hdr), hdr) or "").lower() or None
-    times = data = spacing = decay = trace = None
+    times = data = spacing = decay = vol = None
     images: dict[str, tuple[np.ndarray, str]] = {}
     try:
         from perfnode.dicom.frames import AssemblyError, assemble
@@ -111,7 +121,6 @@ def analyse(
             data = np.asarray(vol.data, dtype=np.float32)
             extra = list(vol.extra_dims)
             decay, images = _pictures(data, vol.extra_dims)
-            trace = _trace(data, vol.extra_dims) if tech == "ivim" else None
             if data.ndim > 4:
                 if tech in {"dsc", "dce", "ctp"}:
                     notes.append(
@@ -126,14 +135,16 @@ def analyse(
             )
         except (AssemblyError, ValueError, AttributeError) as exc:
             notes.append(f"4-D assembly failed ({exc}): the report is made from the headers alone.")
-    aif = None
-    aif_label = "concentration"
-    if fit is None and run_fit and data is not None and times is not None:
-        fit, aif, aif_label, note = _fit(tech, hdr, times, data, trace)
-        if note:
-            notes.append(note)
-    elif fit is not None:
-        aif = _aif_of(fit)
+    if fit is None and fitter is not None and vol is not None:
+        if tech is None:
+            notes.append("The technique was not recognised (give --technique): no model was fitted.")
+        else:
+            try:
+                fit = fitter(tech, vol, hdr, list(study_files))
+            except ValueError as exc:
+                notes.append(f"The {tech.upper()} model could not be fitted: {exc}")
+    aif = _aif_of(fit) if fit is not None else None
+    aif_label = AIF_LABELS.get(tech or "", "concentration")
     qc = check_series(
         hdr,
         study=study,
@@ -179,62 +190,14 @@ def _pictures(
     return decay, images
 
 
-def _trace(data: np.ndarray, extra: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-    """IVIM: unique b-values, direction-averaged images (b, z, y, x) of a (diffusion, t, z, y, x) volume."""
-    if list(extra) != ["diffusion"] or data.ndim != 5:
-        return None
-    b = np.asarray(extra["diffusion"])[:, 0].astype(float)
-    ub = np.unique(b)
-    return ub, np.stack([data[b == x].mean(axis=(0, 1)) for x in ub])
-
-
 def _aif_of(fit: Any) -> np.ndarray | None:
+    """The fit's arterial curve (kept in its provenance as an array or a list), if it has one."""
     prov = getattr(fit, "provenance", {}) or {}
     for key in ("aif_curve", "aif"):
         v = prov.get(key)
-        if isinstance(v, np.ndarray) and v.ndim == 1:
-            return v
+        if isinstance(v, np.ndarray | list) and np.ndim(v) == 1 and len(v) > 1:
+            return np.asarray(v, dtype=float)
     return None
-
-
-def _fit(
-    tech: str | None,
-    hdr: Sequence[Dataset],
-    times: np.ndarray,
-    data: np.ndarray,
-    trace: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[Any, np.ndarray | None, str, str]:
-    """Run the model that needs nothing but this series; (fit, aif, aif label, note)."""
-    if tech == "ivim" and trace is not None:
-        try:
-            from perfnode.perfusion.ivim import IVIMModel
-
-            b, images = trace
-            fit = IVIMModel(b).fit(images, mask=quality.foreground(images), axis=0)
-        except (ImportError, ValueError) as exc:
-            return None, None, "", f"The IVIM model could not be fitted: {exc}"
-        return fit, None, "", ""
-    if tech != "dsc":
-        return (
-            None,
-            None,
-            "concentration",
-            (
-                f"No perfusion model is run by the report for {tech or 'an unknown technique'} "
-                "(it needs more than this series); the maps come with the pipeline's job."
-            ),
-        )
-    te = header_facts(hdr).get("echo_time_ms")
-    if te is None:
-        return None, None, "", "(0018,0081) EchoTime missing: the DSC model was not run."
-    try:
-        from perfnode.perfusion.dsc import DscModel
-
-        mask = quality.foreground(data)
-        fit = DscModel(times, float(te.value) / 1000.0).fit(data, mask=mask, time_axis=0)
-    except (ImportError, ValueError) as exc:
-        return None, None, "", f"The DSC model could not be fitted: {exc}"
-    return fit, _aif_of(fit), "ΔR2* (1/s)", ""
 
 
 def report_files(
@@ -248,9 +211,12 @@ def report_files(
     """Analyse the series among ``paths`` (the others there and ``study_paths`` are its study); report it."""
     groups = read_headers(paths)
     headers, study = pick_series(groups, series_uid)
-    extra = [items[0] for items in read_headers(study_paths).values()] if study_paths else []
-    study_all = study + extra
-    a = analyse(headers, study=study_all if (study_all or len(groups) > 1) else None, **kw)
+    given = read_headers(study_paths) if study_paths else {}
+    study_all = study + [items[0] for items in given.values()]
+    study_files = [str(d.filename) for items in (*groups.values(), *given.values()) if items is not headers
+                   for d in items]
+    a = analyse(headers, study=study_all if (study_all or len(groups) > 1) else None,
+                study_files=study_files, **kw)
     page = write_report(
         out_dir,
         decay=a.decay,

@@ -9,6 +9,7 @@ import pytest
 from perfnode.phantoms import dsc as dsc_phantom
 from perfnode.phantoms import ivim as ivim_phantom
 from perfnode.phantoms import make
+from perfnode.pipeline.analysis import fit_series
 from perfnode.qc.series import analyse, pick_series, read_headers
 from tests.qc.test_compliance import PROTOCOLS, rule_ids
 
@@ -16,7 +17,7 @@ from tests.qc.test_compliance import PROTOCOLS, rule_ids
 def _analyse(technique, tmp_path, **kw):
     make(technique, "single", tmp_path / technique)
     headers, study = pick_series(read_headers([tmp_path / technique]))
-    return analyse(headers, study=study, protocols=PROTOCOLS, run_fit=False, **kw).qc
+    return analyse(headers, study=study, protocols=PROTOCOLS, **kw).qc
 
 
 def test_dsc_phantom_facts_and_findings(tmp_path):
@@ -71,7 +72,7 @@ def test_ivim_report_shows_the_decay_and_fitted_maps(tmp_path):
     from perfnode.qc.series import report_files
 
     make("ivim", "single", tmp_path / "ivim")
-    page, a = report_files([tmp_path / "ivim"], tmp_path / "out")
+    page, a = report_files([tmp_path / "ivim"], tmp_path / "out", fitter=fit_series)
     b, signal = a.decay
     assert list(b) == sorted({float(x) for x in ivim_phantom.acquisitions()[0]})
     assert np.all(np.diff(signal) < 0)  # signal falls with b, fastest in the pseudo-diffusion regime
@@ -93,3 +94,47 @@ def test_asl_report_shows_control_minus_label(tmp_path):
     tissue = dm[np.abs(dm) > 0.05 * np.abs(dm).max()]
     assert tissue.size > 0 and (tissue > 0).mean() > 0.95  # labelled blood lowers the label images
     assert "control − label (ΔM)" in page.read_text()
+
+
+def _region_median(values, labels, region):
+    return float(np.nanmedian(np.asarray(values)[labels == region]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("technique", "name", "truth_name", "tolerance"), [
+    # the tolerances of the pipeline's end-to-end test, which fits with the same function
+    ("ctp", "cbf", "cbf_ml_per_100g_per_min", {"rel": 0.35}),
+    ("dce", "ktrans_per_min", "ktrans_per_min", {"rel": 0.15, "abs": 0.005}),  # + the VFA T1 series
+    ("asl", "cbf", "cbf_ml_per_100g_per_min", {"rel": 0.10}),  # with the folder's M0 series
+])
+def test_report_fits_what_a_job_fits(tmp_path, technique, name, truth_name, tolerance):
+    """``perfnode report`` on a folder fits the technique's model with the pipeline's own function,
+    the folder's other series serving as the study (M0, variable-flip-angle T1)."""
+    from perfnode.qc.series import report_files
+
+    make(technique, "single", tmp_path / technique, seed=11)
+    page, a = report_files([tmp_path / technique], tmp_path / "out", fitter=fit_series)
+    assert a.fit is not None, a.notes
+    assert not [n for n in a.notes if "could not be fitted" in n]
+    truth = np.load(tmp_path / technique / "truth.npz")
+    labels = truth["labels"]
+    for region in (1, 2, 3):
+        assert _region_median(a.fit.maps[name], labels, region) == pytest.approx(
+            _region_median(truth[truth_name], labels, region), **tolerance)
+    if technique == "dce":
+        assert "VFA T1 map of series" in a.fit.provenance["t10_source"]
+        assert a.aif is not None and a.aif_label == "concentration (mM)"
+    assert f"{name} (" in page.read_text()
+
+
+def test_report_says_why_a_model_cannot_run(tmp_path):
+    """An ASL series without its M0 series: the report is written and says what is missing."""
+    from perfnode.qc.series import pick_series, report_files
+
+    make("asl", "single", tmp_path / "asl")
+    headers, _ = pick_series(read_headers([tmp_path / "asl"]))
+    page, a = report_files([h.filename for h in headers], tmp_path / "out", fitter=fit_series)
+    assert a.fit is None
+    assert any("The ASL model could not be fitted: (0018,9257) ASLContext: no M_ZERO_SCAN" in n
+               for n in a.notes), a.notes
+    assert "could not be fitted" in page.read_text()

@@ -217,3 +217,26 @@ def test_report_on_a_series_stored_in_the_archive(node, tmp_path):
     assert summary["facts"]["t1_mapping_present"]["value"] is False
     # 40 dynamics of 1.25 s: 50 s, shorter than the 2 min of ESR Table 1; everything else complies
     assert [f["rule"].rsplit("[", 1)[1] for f in summary["protocol"]] == ["dsc.duration]"]
+
+
+@pytest.mark.slow
+def test_report_on_a_stored_asl_series_finds_its_m0_series(node, tmp_path):
+    """storescu → perfnode serve → ``perfnode report UID``: the CBF fit uses the stored study's M0
+    series, and the maps are in the report."""
+    from perfnode.phantoms import make
+    from perfnode.qc.series import pick_series, read_headers
+    from tests.nodes import need, perfnode, run
+
+    make("asl", "single", tmp_path / "asl")
+    files = sorted(str(p) for p in (tmp_path / "asl").rglob("*.dcm"))
+    run([need("storescu"), "-aec", node.ae_title, "127.0.0.1", str(node.port), *files], check=True)
+    asl, study = pick_series(read_headers([tmp_path / "asl"]))
+    assert study, "the phantom writes its M0 scan as a series of its own"
+    out = tmp_path / "out"
+    res = run(perfnode("report", asl[0].SeriesInstanceUID, "--out", str(out), "--data", str(node.data)),
+              check=True)
+    assert "report:" in res.stdout
+    summary = json.loads((out / "qc.json").read_text())
+    assert not [n for n in summary["notes"] if "could not be fitted" in n], summary["notes"]
+    assert summary["provenance"]["method"].startswith("single-PLD white paper")
+    assert "cbf (" in (out / "index.html").read_text()
