@@ -76,8 +76,9 @@ def simulate(
     ct = ct.reshape(nt, nz, ny, nx)
     tr_s = PROTOCOL["tr_ms"] / 1000
     r1 = 1.0 / t10[None] + R1_PER_MM_PER_S * ct
-    ref = float(m0[labels > 0].mean()) * 0.1
-    signal = add_noise(spgr(m0[None], r1, tr_s, PROTOCOL["flip_deg"]), snr, ref, rng)
+    clean = spgr(m0[None], r1, tr_s, PROTOCOL["flip_deg"])
+    ref = float(clean[0][labels > 0].mean())  # SNR of the pre-contrast tissue signal, as for DSC and IVIM
+    signal = add_noise(clean, snr, ref, rng)
     vfa = np.stack([spgr(m0, 1.0 / t10, tr_s, fa) for fa in VFA_FLIP_DEG])
     vfa = add_noise(vfa, snr, ref, rng)
     truth = {

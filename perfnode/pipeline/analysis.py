@@ -147,19 +147,23 @@ def _fit_dce(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple
                                  DEFAULTS["dce_relaxivity_per_mM_s"], baseline=(start, stop), time_axis=0)
     c = np.nan_to_num(np.moveaxis(conc.maps["concentration_mM"], -1, 0))
     hct = DEFAULTS["dce_hematocrit"]
+    mask = foreground(vol.data)
+    inside = np.flatnonzero(mask)  # noise outside the head converts to huge, spiky "concentrations"
     try:  # a measured (blood) AIF from the most arterial voxels, as the ESR recommends where feasible
-        sel = select_aif(c.reshape(c.shape[0], -1).T, vol.times_s)
+        sel = select_aif(c.reshape(c.shape[0], -1)[:, inside].T, vol.times_s)
         model = DCEModel(vol.times_s, aif=sel.curve, aif_is_blood=True, hematocrit=hct)
         aif_info = {"aif": "measured: automatic selection (blood curve / (1 − Hct))",
                     "aif_curve": sel.curve.tolist(),
-                    "aif_voxels_zyx": [list(map(int, np.unravel_index(i, c.shape[1:]))) for i in sel.indices]}
+                    "aif_voxels_zyx": [list(map(int, np.unravel_index(inside[i], c.shape[1:])))
+                                       for i in sel.indices]}
     except ValueError:  # no arterial curve in the field of view: Parker population AIF at bolus arrival
         arrival_s = float(vol.times_s[int(base.arrival[0])])
         model = DCEModel(vol.times_s, aif="parker", hematocrit=hct, aif_start_s=arrival_s)
         aif_info = {"aif": "Parker 2006 population AIF", "aif_start_s": arrival_s,
                     "aif_curve": model.cp.tolist()}
-    fit = model.fit(c, time_axis=0)
+    fit = model.fit(c, mask=mask, time_axis=0)
     fit.provenance.update({
+        "mask": "baseline signal > 10 % of its 99th percentile",
         "t10_source": t10_source, "relaxivity_per_mM_s": DEFAULTS["dce_relaxivity_per_mM_s"],
         "hematocrit": hct, "baseline_frames": [start, stop], **aif_info,
     })

@@ -105,3 +105,14 @@ def test_noise_follows_snr_and_seed(mod):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert 0 < np.std(a - clean) < np.abs(clean).max()
+
+
+@pytest.mark.parametrize("mod", [dsc, dce, ivim])
+def test_snr_is_that_of_the_first_tissue_images(mod):
+    """``--snr X`` means the same for every MR phantom: mean tissue signal of the first image over σ."""
+    noisy, truth = mod.simulate(nz=4, snr=25, seed=3)
+    clean, _ = mod.simulate(nz=4)
+    tissue = truth["labels"] > 0
+    first = clean[0][tissue]
+    sigma = np.std((noisy - clean)[0][tissue & (clean[0] > 0.5 * first.mean())])  # Rician ≈ Gaussian there
+    assert first.mean() / sigma == pytest.approx(25, rel=0.15)
