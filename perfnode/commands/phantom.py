@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="make exactly one defect: " + ", ".join(RULES),
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (noise, shuffling, defect position)")
-    p.add_argument("--snr", type=float, default=None, help="signal-to-noise ratio (default: no noise)")
+    p.add_argument("--snr", type=float, default=None,
+                   help="signal-to-noise ratio (default: no noise): MR, the mean tissue signal of the first "
+                   "image over the noise SD (ASL: 1 %% of M0 over it); CT, 350 HU over it")
     p.add_argument("--size", type=int, nargs=2, default=(16, 16), metavar=("X", "Y"), help="matrix (16 16)")
     p.add_argument("--slices", type=int, default=4, help="slices (4)")
     p.add_argument("--times", type=int, default=20, help="time points (20; ASL: pairs = times/2)")
