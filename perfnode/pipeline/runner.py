@@ -59,6 +59,9 @@ class Supervisor:
         self.analysing = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="perfnode-job")
         self.delivering = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perfnode-deliver")
         self.running: dict[int, Future] = {}
+        #: Series held back until their study is quiet: series UID → (technique, calling AE), so the
+        #: header is read once, not at every poll.
+        self.waiting: dict[str, tuple[str, str]] = {}
         self.thread = threading.Thread(target=self._loop, name="perfnode-pipeline", daemon=True)
 
     def start(self) -> Callable[[], None]:
@@ -88,24 +91,30 @@ class Supervisor:
 
     def _enqueue_ready(self) -> None:
         db = self.ctx.db
+        waited, self.waiting = self.waiting, {}
         for series_uid, reason in ready_series(db, self.cfg.stable_s):
-            files, calling_ae = series_files(db, series_uid)
-            if not files:
-                continue
-            try:
-                header = dcmread(self.ctx.storage.absolute(files[0]), stop_before_pixels=True)
-                technique = choose(header, calling_ae, self.cfg.rules)
-            except Exception as exc:  # unreadable header or bad rule: record, do not retry forever
-                technique, why = None, f"cannot choose an analysis: {exc}"
+            if series_uid in waited:
+                technique, calling_ae = waited[series_uid]
             else:
-                why = "not a perfusion/diffusion series perfnode analyses"
-            if technique is None:
-                job = jobs.create_job(db, series_uid, "none", calling_ae)
-                if job:
-                    jobs.finish(db, job.id, "skipped", why)
-                continue
+                files, calling_ae = series_files(db, series_uid)
+                if not files:
+                    continue
+                try:
+                    header = dcmread(self.ctx.storage.absolute(files[0]), stop_before_pixels=True)
+                    technique = choose(header, calling_ae, self.cfg.rules)
+                except Exception as exc:  # unreadable header or bad rule: record, do not retry forever
+                    technique, why = None, f"cannot choose an analysis: {exc}"
+                else:
+                    why = "not a perfusion/diffusion series perfnode analyses"
+                if technique is None:
+                    job = jobs.create_job(db, series_uid, "none", calling_ae)
+                    if job:
+                        jobs.finish(db, job.id, "skipped", why)
+                    continue
             if technique in NEEDS_COMPANIONS and not study_quiet(db, series_uid, self.cfg.stable_s):
-                continue  # its M0 / T1 series may still be on the way: wait until the study is quiet
+                # its M0 / T1 series may still be on the way: wait until the study is quiet
+                self.waiting[series_uid] = (technique, calling_ae)
+                continue
             dests = self.cfg.destinations_for(calling_ae, self.ctx.settings)
             job = jobs.create_job(db, series_uid, technique, calling_ae, dests)
             if job:

@@ -104,3 +104,57 @@ def test_technique_from_header_and_rules():
     assert choose(ct, "CT1", rules) is None
     with pytest.raises(ValueError, match="technique"):
         choose(ds, "X", [{"technique": "magic"}])
+
+
+def test_a_series_waiting_for_its_study_is_read_once(tmp_path, monkeypatch):
+    """A DCE series is held back while its study still receives (its T1 series may be on the way);
+    its header is read once for all the polls it waits, and its job is queued when the study is quiet."""
+    import shutil
+
+    from perfnode.archive.storage import Storage
+    from perfnode.config import load_settings
+    from perfnode.net.context import NodeContext
+    from perfnode.phantoms import make
+    from perfnode.pipeline import runner
+    from perfnode.pipeline.settings import PipelineSettings
+
+    settings = load_settings(data=str(tmp_path / "data"))
+    storage = Storage(settings.data)
+    db = Database(settings.database_url)
+    make("dce", "single", tmp_path / "dce")
+    files = sorted((tmp_path / "dce").rglob("*.dcm"), key=lambda p: p.stat().st_size)
+    shutil.copy(files[-1], settings.data / "dce.dcm")  # the dynamic series
+    shutil.copy(files[0], settings.data / "t1.dcm")  # the variable-flip-angle T1 series
+    old, fresh = jobs.now() - timedelta(seconds=60), jobs.now()
+    with db.session() as s:
+        st = Study(patient=Patient(patient_id="P1", patient_name="Test^Patient"), study_instance_uid="1.9")
+        for uid, when, path in (("1.9.1", old, "dce.dcm"), ("1.9.2", fresh, "t1.dcm")):
+            se = Series(study=st, series_instance_uid=uid, modality="MR", last_received_at=when)
+            s.add(Instance(series=se, sop_instance_uid=f"{uid}.1",
+                           sop_class_uid="1.2.840.10008.5.1.4.1.1.4.1",
+                           transfer_syntax_uid="1.2.840.10008.1.2.1", number_of_frames=None, path=path,
+                           size_bytes=1, sha256="0" * 64, received_at=when, instance_number=1,
+                           calling_ae="MR3T"))
+        s.add(st)
+    reads: list[str] = []
+    real = runner.dcmread
+    monkeypatch.setattr(runner, "dcmread", lambda p, **kw: reads.append(str(p)) or real(p, **kw))
+    sup = runner.Supervisor(NodeContext(settings=settings, db=db, storage=storage),
+                            PipelineSettings(stable_s=10.0))
+    try:
+        for _ in range(3):
+            sup._enqueue_ready()
+        assert sup.waiting == {"1.9.1": ("dce", "MR3T")}
+        assert reads == [str(settings.data / "dce.dcm")]
+        with db.session() as s:  # the study falls quiet
+            s.query(Series).filter_by(series_instance_uid="1.9.2").update({"last_received_at": old})
+        sup._enqueue_ready()
+        assert sup.waiting == {}
+        assert reads[1:] == [str(settings.data / "t1.dcm")]  # ready too now: looked at, not analysed
+        with db.read() as s:
+            assert {(j.series_instance_uid, j.analysis) for j in s.query(jobs.Job)} == {
+                ("1.9.1", "dce"), ("1.9.2", "none")}
+    finally:
+        for pool in (sup.analysing, sup.delivering, sup.processes):
+            pool.shutdown(wait=False)
+        db.dispose()
