@@ -205,18 +205,24 @@ def check_object(parts: list[Dataset], grid: bool = True) -> list[Finding]:
 
     ``grid=False`` leaves the completeness of the (position × time) grid to the caller (when a series
     holds several objects, the grid is judged over all of them)."""
+    out, cells, where = _object_rules(parts)
+    if grid and cells:
+        out += _grid(cells, where)
+    return out
+
+
+def _object_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int], str]:
+    """:func:`check_object` without the grid: the findings, the frames' (stack, position, time)
+    cells, and where they are."""
     out: list[Finding] = []
     for p in parts:
         out += check_instance_header(p)
     if parts[0].SOPClassUID not in ENHANCED:
-        return out
+        return out, {}, ""
     if len(parts) > 1 or parts[0].get("ConcatenationUID"):
         out += check_parts(parts)
     findings, cells, where = _frame_rules(parts)
-    out += findings
-    if grid and cells:
-        out += _grid(cells, where)
-    return out
+    return out + findings, cells, where
 
 
 def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int], str]:
@@ -497,12 +503,14 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
     objects = list(concat.values()) + [[h] for h in candidates if id(h) not in in_concat]
     classic = [o for o in objects if o[0].SOPClassUID not in ENHANCED]
     enhanced = [o for o in objects if o[0].SOPClassUID in ENHANCED]
-    for o in enhanced:
-        out += check_object(o, grid=len(enhanced) == 1)
-    if len(enhanced) > 1:
+    if len(enhanced) == 1:
+        out += check_object(enhanced[0])
+    elif enhanced:  # the grid is judged over all the objects of the series
         cells: dict[tuple, None] = {}
         for o in enhanced:
-            cells.update(dict.fromkeys(_frame_rules(o)[1]))
+            findings, object_cells, _ = _object_rules(o)
+            out += findings
+            cells.update(dict.fromkeys(object_cells))
         if cells:
             out += _grid(cells, f"series {headers[0].get('SeriesInstanceUID', '')}")
     if classic:
