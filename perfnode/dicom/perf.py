@@ -200,20 +200,17 @@ def _pointers(ds: Dataset, where: str) -> list[Finding]:
     return out
 
 
-def check_object(parts: list[Dataset], grid: bool = True) -> list[Finding]:
-    """All rules for one object: a single instance, or the parts of one concatenation.
-
-    ``grid=False`` leaves the completeness of the (position × time) grid to the caller (when a series
-    holds several objects, the grid is judged over all of them)."""
+def check_object(parts: list[Dataset]) -> list[Finding]:
+    """All rules for one object: a single instance, or the parts of one concatenation."""
     out, cells, where = _object_rules(parts)
-    if grid and cells:
+    if cells:
         out += _grid(cells, where)
     return out
 
 
 def _object_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int], str]:
-    """:func:`check_object` without the grid: the findings, the frames' (stack, position, time)
-    cells, and where they are."""
+    """:func:`check_object` but the completeness of the (position × time) grid, which a series of
+    several objects judges over all of them: the findings, the frames' cells, and where they are."""
     out: list[Finding] = []
     for p in parts:
         out += check_instance_header(p)
