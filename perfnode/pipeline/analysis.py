@@ -167,7 +167,7 @@ def _fit_dce(vol: frames.Volume4D, facts: dict, companions: Companions) -> tuple
         "t10_source": t10_source, "relaxivity_per_mM_s": DEFAULTS["dce_relaxivity_per_mM_s"],
         "hematocrit": hct, "baseline_frames": [start, stop], **aif_info,
     })
-    return fit, c
+    return fit, vol.data  # data quality (tSNR, bolus, motion) is judged on the signal, not on C(t)
 
 
 def _axis(vol: frames.Volume4D, name: str) -> tuple[int, np.ndarray]:
@@ -222,6 +222,8 @@ def _fit_ivim(vol: frames.Volume4D, facts: dict, companions: Companions) -> tupl
     return IVIMModel(bvals, method="segmented").fit(per_b, axis=0), per_b
 
 
+#: technique → fitter returning the fit and the images the data-quality checks and the report's curves
+#: use: the acquired time series (signal, HU, label/control pairs), or the per-b images for IVIM.
 FITTERS: dict[str, Callable[[frames.Volume4D, dict, Companions], tuple[FitResult, np.ndarray]]] = {
     "dsc": _fit_dsc, "ctp": _fit_ctp, "dce": _fit_dce, "asl": _fit_asl, "ivim": _fit_ivim,
 }
@@ -275,10 +277,7 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     aif = fit.provenance.get("aif_curve")
     study = [hs[0] for hs in companions.series.values()]  # T1 map, B1 map, M0 present in the study?
     g = vol.geometry
-    # Motion by cross-correlation is confounded by strong T1 enhancement (a DCE phantom without motion
-    # reads as a 20 mm shift), so it is not measured for DCE until the estimator is made robust to it.
-    spacing_mm = (None if technique == "dce" else
-                  (float(g.slice_spacing or g.slice_thickness or 1.0), *map(float, g.pixel_spacing)))
+    spacing_mm = (float(g.slice_spacing or g.slice_thickness or 1.0), *map(float, g.pixel_spacing))
     qc = check_series(headers, study=[headers[0], *study], technique=technique, protocols=req.protocols,
                       times_s=vol.times_s, data=curves if curves.ndim == 4 else None, spacing_mm=spacing_mm,
                       aif=np.asarray(aif) if aif is not None else None, fit=fit)

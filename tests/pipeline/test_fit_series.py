@@ -12,11 +12,16 @@ from perfnode.pipeline.analysis import fit_series
 from perfnode.qc.series import pick_series, read_headers
 
 
-def _fit(technique: str, folder, **kw):
+def _phantom(technique: str, folder, **kw):
+    """A phantom study in ``folder``: the headers of its analysed series, the files of the others."""
     make(technique, "single", folder, **kw)
     groups = read_headers([folder])
     headers, _ = pick_series(groups)
-    study = [str(h.filename) for items in groups.values() if items is not headers for h in items]
+    return headers, [str(h.filename) for items in groups.values() if items is not headers for h in items]
+
+
+def _fit(technique: str, folder, **kw):
+    headers, study = _phantom(technique, folder, **kw)
     vol = frames.assemble([h.filename for h in headers])
     return fit_series(technique, vol, headers, study), np.load(folder / "truth.npz")
 
@@ -45,3 +50,19 @@ def test_dce_with_noise_takes_its_aif_from_the_artery(tmp_path, seed):
     # the fit quality: not fitted (NaN) outside the head, a good fit in it
     assert np.isnan(fit.quality[labels == 0]).all()
     assert np.nanmin(fit.quality[labels > 0]) > 0.8
+
+
+def test_a_dce_jobs_data_quality_is_judged_on_the_signal(tmp_path):
+    """tSNR, bolus and motion of a DCE job come from the acquired signal, not from C(t) (whose
+    baseline is zero: its "tSNR" was ≈ 0.5 and its "motion" several voxels)."""
+    import json
+
+    from perfnode.pipeline.analysis import AnalysisRequest, run_analysis
+
+    headers, study = _phantom("dce", tmp_path / "dce", seed=2, snr=30)
+    result = run_analysis(AnalysisRequest(files=[str(h.filename) for h in headers],
+                                          out_dir=str(tmp_path / "out"), uid_seed="test", companions=study))
+    assert not [f for f in result.findings if "[dce.q." in f["rule"]], result.findings
+    facts = json.loads((tmp_path / "out" / "report" / "qc.json").read_text())["facts"]
+    assert facts["baseline_tsnr"]["value"] == pytest.approx(30, rel=0.2)
+    assert facts["motion_max_mm"]["unit"] == "mm" and facts["motion_max_mm"]["value"] < 0.5

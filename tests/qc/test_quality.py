@@ -144,3 +144,16 @@ def test_fit_failure_fraction():
     assert r.facts["fit_failure_fraction"].value == pytest.approx(0.3)
     assert rule_ids(r.quality) == ["dsc.q.fit_failures"]
     assert "no convergence: 30" in r.quality[0].found
+
+
+def test_motion_of_an_enhancing_dce_series():
+    """T1 enhancement (artery ×5, lesion) does not read as motion; a real shift does."""
+    from perfnode.phantoms import dce
+
+    signal, _ = dce.simulate(nz=4, ny=16, nx=16, snr=30, seed=1)
+    assert np.abs(quality.displacements(signal)).max() < 0.05
+    moved = signal.copy()
+    moved[12:] = ndimage.shift(signal[12:], (0, 0, 1.5, -2.25), order=3, mode="nearest")
+    shifts = quality.displacements(moved)
+    assert np.abs(shifts[:12]).max() < 0.05
+    assert np.allclose(shifts[12:], [0.0, 1.5, -2.25], atol=0.3)  # 16 × 16 blocks: coarser than DSC's 0.15
