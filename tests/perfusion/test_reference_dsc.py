@@ -1,4 +1,4 @@
-"""OSIPI DSC reference cases (../shared/reference-data/dsc/dsc_data.csv) at the tolerances OSIPI uses.
+"""OSIPI DSC reference cases (tests/data/osipi/dsc/dsc_data.csv) at the tolerances OSIPI uses.
 
 Per the reference README: t_i = i·tr, the AIF column is given (no automatic selection), and no
 haematocrit or tissue-density factor is applied (so k_H = ρ = 1: ml/100 ml units). Every row is a
@@ -8,25 +8,22 @@ case, run with each deconvolution method; OSIPI's tolerances: CBV atol 1 rtol 0.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from perfnode.perfusion.dsc import DscModel
+from tests.perfusion.refdata import ref_path
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data" / "dsc" / "dsc_data.csv"
+DATA = ref_path("dsc/dsc_data.csv")
 
 
 def _rows() -> list[dict[str, str]]:
-    if not DATA.is_file():
-        return []
     with DATA.open(newline="") as fh:
         return list(csv.DictReader(fh))
 
 
 ROWS = _rows()
-pytestmark = pytest.mark.skipif(not ROWS, reason=f"OSIPI DSC reference data not found at {DATA}")
 
 
 @pytest.mark.parametrize("method", ["ssvd", "csvd", "osvd"])

@@ -10,8 +10,7 @@ from tests.perfusion.refdata import read_json
 
 DATA = read_json("ivim/generic.json")
 TISSUES = [k for k in DATA if k != "config"]
-PARAMS = [pytest.param(k, id=k) for k in TISSUES] or [
-    pytest.param(None, id="missing", marks=pytest.mark.skip(reason="OSIPI ivim/generic.json not present"))]
+PARAMS = [pytest.param(k, id=k) for k in TISSUES]
 TOL = {"f": (0.2, 0.1), "D": (5e-4, 0.1), "Dp": (0.1, 0.1)}  # (atol, rtol), tolerances_helper defaults
 OSIPI_BOUNDS = {"s0": (0.7, 1.3), "f": (0.0, 1.0), "dstar": (0.005, 0.2), "d": (0.0, 0.005)}
 
@@ -50,8 +49,6 @@ def test_ivim_respects_narrow_bounds(name, method):
 
 def test_all_tissues_in_one_volume():
     """All 14 tissues as one (2, 7, b) volume give the same maps as fitted one by one."""
-    if not TISSUES:
-        pytest.skip("reference data absent")
     b = np.asarray(DATA["config"]["bvalues"], dtype=float)
     vol = np.stack([_signal(n)[1] for n in TISSUES]).reshape(2, 7, -1)
     fit = IVIMModel(b, method="full", bounds=OSIPI_BOUNDS).fit(vol)
