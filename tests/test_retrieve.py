@@ -248,16 +248,17 @@ def test_get_concatenation_parts(node, tmp_path):
 
 
 def test_sub_operation_fails_when_no_acceptable_syntax(node_factory, storescp, tmp_path):
-    """A destination restricted (AE table) to JPEG-LS gets nothing: every sub-operation fails, named."""
+    """A destination restricted (AE table) to JPEG baseline, which perfnode cannot encode, gets nothing:
+    every sub-operation fails, and the log names the syntaxes."""
     port, out = storescp("+xa")
     cfg = tmp_path / "perfnode.toml"
     cfg.write_text(
         f'[peers.JLSONLY]\nhost = "127.0.0.1"\nport = {port}\n'
-        'transfer_syntaxes = ["1.2.840.10008.1.2.4.80"]\n'
+        'transfer_syntaxes = ["1.2.840.10008.1.2.4.50"]\n'
     )
     n = node_factory(extra_args=["--config", str(cfg)])
     load(n, series_of("PJ", "J^J", "1.2.9.1", "1.2.9.1.1", 2), tmp_path / "in")
     log = movescu(n, "JLSONLY", "QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2.9.1")
     assert "Final Move Response (Refused: OutOfResourcesSubOperations)" in log, log  # 0xA702: all failed
     assert list(out.iterdir()) == []
-    assert n.logged("sub-operation will fail: destination accepted no presentation context for SOP Class")
+    assert n.logged("sub-operation will fail: stored as Explicit VR Little Endian; the peer accepted nothing")

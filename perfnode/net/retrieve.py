@@ -5,16 +5,15 @@ yield one dataset at a time; pynetdicom runs the C-STORE sub-operations, counts 
 the pending responses and builds the final one (0xB000 with the Failed SOP Instance UID List
 on partial failure, 0xFE00 on C-CANCEL).
 
-Transfer syntax: a file goes out as stored when the destination accepted that transfer syntax
-for its SOP class; otherwise a compressed file is decompressed to Explicit VR Little Endian
-(or Implicit) when the destination accepted one of those; otherwise that sub-operation fails
-and the log says why.
+Transfer syntax (:mod:`perfnode.dicom.transcode`): a file goes out as stored when the destination
+accepted that transfer syntax for its SOP class; otherwise it is re-encoded to one the destination
+accepted (decompressed, byte-swapped from big endian, or losslessly compressed); when none fits, that
+sub-operation fails and the log names the syntaxes stored, accepted and possible.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -35,6 +34,8 @@ from pynetdicom.sop_class import (
 
 from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, RetrieveItem
 from perfnode.config import Settings
+from perfnode.dicom import transcode
+from perfnode.net.client import accepted_syntaxes, storage_proposal
 from perfnode.net.context import NodeContext
 from perfnode.net.find import TRANSFER_SYNTAXES, query_status
 from perfnode.net.server import Context, tune_socket
@@ -72,58 +73,22 @@ def contexts(settings: Settings) -> list[Context]:
 def proposal(
     items: Iterable[RetrieveItem], transfer_syntaxes: tuple[str, ...] = ()
 ) -> list[PresentationContext]:
-    """Contexts for a C-MOVE sub-association: per SOP class, each stored compressed syntax on its own
-    plus one uncompressed context (so the destination can refuse compression and still get the data).
-    ``transfer_syntaxes`` (from the AE table) limits what is proposed."""
-    by_class: dict[str, set[str]] = defaultdict(set)
-    for it in items:
-        by_class[it.sop_class_uid].add(it.transfer_syntax_uid)
-    native: list[PresentationContext] = []
-    plain: list[PresentationContext] = []
-    allowed = set(transfer_syntaxes)
-    for cls, tss in by_class.items():
-        for ts in sorted(tss):
-            if ts not in UNCOMPRESSED and (not allowed or ts in allowed):
-                native.append(build_context(cls, ts))
-        unc = [ts for ts in UNCOMPRESSED if not allowed or ts in allowed]
-        if unc:
-            plain.append(build_context(cls, unc))
-    # the uncompressed context of every class first; compressed ones while there is room
-    return (plain + native)[:MAX_CONTEXTS]
-
-
-def accepted_syntaxes(assoc: Any, as_scu: bool = True) -> dict[str, set[str]]:
-    """SOP class → transfer syntaxes accepted on an association for sending C-STOREs."""
-    out: dict[str, set[str]] = defaultdict(set)
-    for cx in assoc.accepted_contexts:
-        if not as_scu or cx.as_scu:
-            out[str(cx.abstract_syntax)].add(str(cx.transfer_syntax[0]))
-    return out
+    """Contexts for a C-MOVE sub-association (:func:`perfnode.net.client.storage_proposal`)."""
+    return storage_proposal(((it.sop_class_uid, it.transfer_syntax_uid) for it in items), transfer_syntaxes)
 
 
 def prepare(path: Path, accepted: dict[str, set[str]]) -> tuple[Dataset, str]:
     """Read one stored file and make it sendable: ``(dataset, "")`` or ``(dataset, reason it cannot be)``."""
     ds = dcmread(path)
     cls = str(ds.SOPClassUID)
-    ts = UID(str(ds.file_meta.TransferSyntaxUID))
-    tss = accepted.get(cls, set())
-    if ts in tss:
-        return ds, ""
-    if not tss:
-        return ds, f"destination accepted no presentation context for SOP Class {cls}"
-    if not ts.is_compressed:
-        if tss & {ExplicitVRLittleEndian, ImplicitVRLittleEndian}:
-            return ds, ""  # pynetdicom re-encodes between uncompressed syntaxes
-        return ds, f"destination accepts only {sorted(tss)} for {cls}, stored as {ts}"
-    if not tss & set(UNCOMPRESSED):
-        return ds, f"destination accepted neither {ts.name} nor an uncompressed syntax for {cls}"
+    stored = str(ds.file_meta.TransferSyntaxUID)
     try:
-        ds.decompress(generate_instance_uid=False)  # same object, another encoding
-    except Exception as exc:  # noqa: BLE001 - no decoder for this syntax, or corrupt pixel data
-        return dcmread(path), f"cannot decompress {ts.name} for a destination that refused it: {exc}"
-    if ExplicitVRLittleEndian not in tss:
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    log.info("transcoded %s from %s for the destination", ds.SOPInstanceUID, ts.name)
+        ds = transcode.for_peer(ds, accepted.get(cls, set()))
+    except transcode.NoAcceptableSyntax as exc:
+        return ds, str(exc)
+    if str(ds.file_meta.TransferSyntaxUID) != stored:
+        log.info("re-encoded %s from %s to %s for the destination", ds.SOPInstanceUID,
+                 UID(stored).name, UID(str(ds.file_meta.TransferSyntaxUID)).name)
     return ds, ""
 
 
@@ -149,6 +114,11 @@ def _datasets(
             continue
         if reason:
             log.warning("retrieve %s: sub-operation will fail: %s", it.sop_instance_uid, reason)
+            failed = Dataset()  # no context carries it: pynetdicom counts it failed and lists it
+            failed.SOPClassUID = it.sop_class_uid
+            failed.SOPInstanceUID = it.sop_instance_uid
+            yield 0xFF00, failed
+            continue
         yield 0xFF00, ds
 
 
