@@ -64,6 +64,7 @@ FLOW_ML = _ucum("ml/(100.ml)/min", "milliliter per 100 milliliter per minute")
 VOLUME_G = _ucum("ml/(100.g)", "milliliter per 100 gram")
 DIFFUSIVITY = _ucum("mm2/s", "square millimeter per second")
 IAUC_UNIT = _ucum("mmol/l.s", "millimole per liter times second")
+ARBITRARY = _ucum("[arb'U]", "arbitrary unit")
 
 _TABLE: tuple[Quantity, ...] = (
     # DCE (CID 4107 Tracer Kinetic Model Parameters)
@@ -108,6 +109,9 @@ _TABLE: tuple[Quantity, ...] = (
     # what DCM 126371 "Bolus Arrival Time" defines, so ATT maps carry that code with label "ATT".
     Quantity("att", _dcm("126371", "Bolus Arrival Time"), SECOND, "ATT", "", ("att_s", "arrival")),
     Quantity("k2", _private("K2", "Leakage Rate Constant K2"), PER_S, "K2", "", ("k2_per_s", "leakage")),
+    # ASL without M0: the perfusion-weighted control − label difference, in the scanner's units
+    Quantity("delta_m", _dcm("110800", "Spin Tagging Perfusion MR Signal Intensity"), ARBITRARY, "dM", "",
+             ("delta_m_au", "pwi", "perfusion_weighted")),
     # Relaxometry
     Quantity("t1", _dcm("113063", "T1"), SECOND, "T1", "", ("t1_s",)),
     Quantity("r1", _dcm("126393", "R1"), PER_S, "R1", "Longitudinal relaxation rate (Q.EL1.001)",
@@ -159,6 +163,7 @@ _UNIT_SPELLINGS: dict[str, str] = {
     "ml/min/100ml": "ml/(100.ml)/min",
     "ml/100g": "ml/(100.g)", "ml/(100.g)": "ml/(100.g)", "ml/100 g": "ml/(100.g)",
     "mm2/s": "mm2/s", "mm^2/s": "mm2/s", "mm²/s": "mm2/s",
+    "a.u.": "[arb'U]", "au": "[arb'U]", "[arb'u]": "[arb'U]", "arbitrary": "[arb'U]",
     "mmol/l.s": "mmol/l.s", "mm*s": "mmol/l.s", "mmol/l*s": "mmol/l.s", "mm.s": "mmol/l.s",
 }
 

@@ -10,6 +10,21 @@ UCUM unit from :mod:`perfnode.dicom.codes`, and the provenance written by
 Map arrays are ``(z, y, x)`` with ``z`` in the order of :attr:`MapGeometry.positions`: slices sorted
 ascending along the slice normal (row cosine × column cosine), as :meth:`MapGeometry.from_datasets`
 finds them.
+
+The map's geometry comes from the assembled volume (:meth:`MapSource.from_volume`: one orientation,
+pixel spacing and one position per slice, the frame of reference), never from the raw source headers:
+vendors put Pixel Measures and Plane Orientation in the shared or in the per-frame functional groups,
+tile slices into mosaics, and so on. The volume's geometry is checked against every source frame
+(orientation within :data:`ORIENTATION_TOLERANCE`, each referenced frame's position within
+:data:`POSITION_TOLERANCE_MM` of its slice, pixel spacing within :data:`SPACING_RTOL`); only a real
+inconsistency (slices that change orientation mid-series, a frame off its slice) is refused, with a
+:class:`GeometryError` naming the frame and the attribute. highdicom is handed a clean one-frame
+stand-in of the source carrying that geometry (patient, study, equipment and frame of reference copied
+from the source), so its own checks see one consistent grid whatever the vendor's layout.
+
+Extending the writer (e.g. integer maps with a Real World Value Mapping slope): only the per-quantity
+step of :func:`build_parametric_maps` (pixel array and mapping → ``hd.pm.ParametricMap``) changes; the
+grid (:class:`MapSource`), the per-slice references and the provenance are shared by every variant.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+from highdicom._standard_utils import is_multiframe_image
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom import config
 from pydicom.dataelem import DataElement, RawDataElement
@@ -34,10 +50,21 @@ from pydicom.uid import generate_uid
 import perfnode
 from perfnode.dicom.codes import PRIVATE_SCHEME, QUANTITIES, Quantity, check_units, quantity
 from perfnode.dicom.findings import Finding
+from perfnode.dicom.groups import functional_groups
 from perfnode.dicom.provenance import make_provenance, summary, write_provenance
 
 PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 _POSITION_TOLERANCE_MM = 1e-3
+#: How far a source frame's (0020,0032) ImagePositionPatient may lie from its slice of the volume, mm.
+POSITION_TOLERANCE_MM = 0.01
+#: Largest difference of a direction cosine of (0020,0037) ImageOrientationPatient from the volume's.
+ORIENTATION_TOLERANCE = 1e-4
+#: Largest relative difference of (0028,0030) PixelSpacing from the volume's.
+SPACING_RTOL = 1e-4
+
+
+class GeometryError(ValueError):
+    """The source frames do not share the one grid a map needs; the message names frame and attribute."""
 
 
 def derive_uid(seed: str, *parts: str) -> str:
@@ -255,12 +282,13 @@ def _instance_ref(ds: Dataset) -> Dataset:
     return item
 
 
-def _source_item(ds: Dataset, frame_number: int | None) -> Dataset:
+def _source_item(ds: Dataset, frame_number: int | None, preserved: bool = True) -> Dataset:
     item = _instance_ref(ds)
     if frame_number is not None:
         item.add(_el(0x00081160, "IS", str(frame_number)))  # ReferencedFrameNumber
     item.add(_el(0x0040A170, "SQ", [_PURPOSE]))  # PurposeOfReferenceCodeSequence
-    item.add(_el(0x0028135A, "CS", "YES"))  # SpatialLocationsPreserved
+    # SpatialLocationsPreserved: NO for a slice cut out of a mosaic (the pixel grid is not the source's)
+    item.add(_el(0x0028135A, "CS", "YES" if preserved else "NO"))
     return item
 
 
@@ -307,14 +335,10 @@ def _prepare_sources(sources: Sequence[Dataset], geometry: MapGeometry, all_time
         item.DerivationCodeSequence = [_DERIVATION]
         item.SourceImageSequence = items
         derivation.append(_encoded_once(0x00089124, [item]))
-    first = sources[0]
-    proxy = Dataset()
-    for elem in first:
-        if elem.tag not in _FRAME_DATA:
-            proxy.add(elem)
-    if "PerFrameFunctionalGroupsSequence" in first:
-        proxy.NumberOfFrames = 1
-        proxy.PerFrameFunctionalGroupsSequence = [first.PerFrameFunctionalGroupsSequence[0]]
+    return _Sources(derivation, _proxy(sources[0], geometry), _referenced_series(sources))
+
+
+def _referenced_series(sources: Sequence[Dataset]) -> list[Dataset]:
     by_series: dict[str, list[Dataset]] = {}
     for ds in sources:
         by_series.setdefault(str(ds.SeriesInstanceUID), []).append(_instance_ref(ds))
@@ -324,7 +348,156 @@ def _prepare_sources(sources: Sequence[Dataset], geometry: MapGeometry, all_time
         item.SeriesInstanceUID = uid
         item.ReferencedInstanceSequence = refs
         referenced_series.append(item)
-    return _Sources(derivation, proxy, referenced_series)
+    return referenced_series
+
+
+_GEOMETRY_TAGS = {0x00200032, 0x00200037, 0x00280030, 0x00180050, 0x00180088, 0x00280010, 0x00280011,
+                  0x00280008, 0x52009229}
+
+
+def _proxy(first: Dataset, geometry: MapGeometry) -> Dataset:
+    """A one-frame stand-in of the source for highdicom: the source's patient, study, equipment and frame of
+    reference, with the map's grid as its geometry (Enhanced: in the shared functional groups, where
+    highdicom looks for it; classic: the Image Plane attributes), whatever layout the source used."""
+    proxy = Dataset()
+    for elem in first:
+        if elem.tag not in _FRAME_DATA and elem.tag not in _GEOMETRY_TAGS and elem.tag.group != 0x0002:
+            proxy.add(elem)
+    proxy.FrameOfReferenceUID = geometry.frame_of_reference_uid
+    proxy.Rows, proxy.Columns = geometry.rows, geometry.columns
+    spacing = [float(v) for v in geometry.pixel_spacing]
+    if is_multiframe_image(first):
+        measures = Dataset()
+        measures.PixelSpacing = spacing
+        if geometry.slice_thickness is not None:
+            measures.SliceThickness = geometry.slice_thickness
+        orientation = Dataset()
+        orientation.ImageOrientationPatient = list(geometry.orientation)
+        shared = Dataset()
+        shared.PixelMeasuresSequence = [measures]
+        shared.PlaneOrientationSequence = [orientation]
+        position = Dataset()
+        position.ImagePositionPatient = list(geometry.positions[0])
+        frame = Dataset()
+        frame.PlanePositionSequence = [position]
+        proxy.SharedFunctionalGroupsSequence = [shared]
+        proxy.PerFrameFunctionalGroupsSequence = [frame]
+        proxy.NumberOfFrames = 1
+    else:
+        proxy.ImageOrientationPatient = list(geometry.orientation)
+        proxy.ImagePositionPatient = list(geometry.positions[0])
+        proxy.PixelSpacing = spacing
+        if geometry.slice_thickness is not None:
+            proxy.SliceThickness = geometry.slice_thickness
+    return proxy
+
+
+@dataclass
+class MapSource:
+    """The analysed series as the maps reference it: the grid (from the assembled volume) and, per slice,
+    the source frames at that slice (every time point), checked against the source headers."""
+
+    geometry: MapGeometry
+    #: per slice: (source header, 1-based frame number or None for a single-frame image, location preserved)
+    slices: list[list[tuple[Dataset, int | None, bool]]]
+
+    @classmethod
+    def from_volume(cls, volume: Any, headers: Sequence[Dataset]) -> MapSource:
+        """From an assembled :class:`perfnode.dicom.frames.Volume4D` and the headers it was assembled from.
+
+        Raises :class:`GeometryError` when a source frame contradicts the volume's grid (see the
+        module docstring for the tolerances)."""
+        rows, cols = (int(v) for v in volume.data.shape[-2:])
+        geometry = MapGeometry.from_geometry(volume.geometry, rows, cols)
+        by_uid = {str(h.SOPInstanceUID): h for h in headers}
+        uids = [str(u) for u in volume.sop_instance_uids]
+        missing = [u for u in uids if u not in by_uid]
+        if missing:
+            raise ValueError(f"(0008,0018) SOPInstanceUID {missing[0]}: assembled but not among the headers "
+                             "given")
+        nz = geometry.shape[0]
+        refs = np.asarray(volume.source_frames).reshape(-1, nz, 2)
+        slices: list[list[tuple[Dataset, int | None, bool]]] = [[] for _ in range(nz)]
+        wanted: dict[int, dict[int, int]] = {}  # source index → frame number → slice
+        for k in range(nz):
+            pairs = {(int(u), int(f)) for u, f in refs[:, k] if u >= 0 and f >= 1}
+            for u, f in sorted(pairs):
+                wanted.setdefault(u, {})[f] = k
+        for u, frames_at in sorted(wanted.items()):
+            ds = by_uid[uids[u]]
+            preserved = _check_frames(ds, geometry, frames_at)
+            multi = is_multiframe_image(ds)
+            for f, k in sorted(frames_at.items()):
+                slices[k].append((ds, f if multi else None, preserved))
+        return cls(geometry, slices)
+
+    def prepare(self, headers: Sequence[Dataset], all_time_points: bool = True) -> _Sources:
+        derivation = []
+        for refs in self.slices:
+            item = Dataset()
+            item.DerivationCodeSequence = [_DERIVATION]
+            item.SourceImageSequence = [_source_item(ds, f, ok) for ds, f, ok in
+                                        (refs if all_time_points else refs[:1])]
+            derivation.append(_encoded_once(0x00089124, [item]))
+        used = {id(ds): ds for refs in self.slices for ds, _, _ in refs}
+        sources = list(used.values()) or list(headers)
+        return _Sources(derivation, _proxy(headers[0], self.geometry), _referenced_series(sources))
+
+
+def _frame_planes(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame of ``ds``: orientation (n, 6), position (n, 3), pixel spacing (n, 2); NaN where absent."""
+    if 0x52009230 in ds:
+        fg = functional_groups(ds)
+
+        def col(path: tuple[str, str], width: int) -> np.ndarray:
+            values = [np.full(width, np.nan) if v is None else np.asarray(v, float)
+                      for v in fg.column(*path).values]
+            return np.stack(values)[fg.column(*path).codes]
+
+        return (col(("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                col(("PlanePositionSequence", "ImagePositionPatient"), 3),
+                col(("PixelMeasuresSequence", "PixelSpacing"), 2))
+
+    def top(kw: str, width: int) -> np.ndarray:
+        v = ds.get(kw)
+        return np.full((1, width), np.nan) if v is None else np.asarray(v, float).reshape(1, width)
+
+    return top("ImageOrientationPatient", 6), top("ImagePositionPatient", 3), top("PixelSpacing", 2)
+
+
+def _check_frames(ds: Dataset, geometry: MapGeometry, frames_at: Mapping[int, int]) -> bool:
+    """Check the frames of ``ds`` against the map grid; False when its pixel grid is not the map's (a mosaic
+    tile: orientation checked, positions and spacing not comparable)."""
+    uid = ds.get("SOPInstanceUID", "?")
+    ori, pos, spacing = _frame_planes(ds)
+    diff = np.abs(ori - np.asarray(geometry.orientation)).max(axis=1)
+    bad = np.flatnonzero(~(diff <= ORIENTATION_TOLERANCE))
+    if bad.size:
+        n = int(bad[0])
+        raise GeometryError(
+            f"(0020,0037) ImageOrientationPatient of frame {n + 1} of {uid} is "
+            f"{[round(float(v), 6) for v in ori[n]]}, the series' is {list(geometry.orientation)} "
+            f"(tolerance {ORIENTATION_TOLERANCE:g}): slices that change orientation mid-series cannot share "
+            "one map grid")
+    same_grid = (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))) == (geometry.rows, geometry.columns)
+    if not same_grid:
+        return False
+    rel = np.abs(spacing / np.asarray(geometry.pixel_spacing) - 1.0).max(axis=1)
+    bad = np.flatnonzero(~(rel <= SPACING_RTOL))
+    if bad.size:
+        n = int(bad[0])
+        raise GeometryError(f"(0028,0030) PixelSpacing of frame {n + 1} of {uid} is {spacing[n].tolist()}, "
+                            f"the series' is {list(geometry.pixel_spacing)} (tolerance {SPACING_RTOL:g} "
+                            "relative)")
+    target = np.asarray(geometry.positions)
+    for f, k in frames_at.items():
+        d = float(np.linalg.norm(pos[f - 1] - target[k]))
+        if not d <= POSITION_TOLERANCE_MM:
+            raise GeometryError(
+                f"(0020,0032) ImagePositionPatient of frame {f} of {uid} is {pos[f - 1].tolist()}, "
+                f"{d:.3g} mm from slice {k + 1} of the assembled volume at {list(target[k])} (tolerance "
+                f"{POSITION_TOLERANCE_MM:g} mm)")
+    return True
 
 
 def _add_frame_references(pm: Dataset, derivation: list[RawDataElement]) -> None:
@@ -348,6 +521,7 @@ def build_parametric_maps(
     *,
     uid_seed: str,
     geometry: MapGeometry | Any | None = None,
+    source: MapSource | None = None,
     provenance: Mapping[str, Any] | None = None,
     findings: Sequence[Finding] = (),
     units: Mapping[str, str] | None = None,
@@ -359,8 +533,10 @@ def build_parametric_maps(
 ) -> list[hd.pm.ParametricMap]:
     """One Parametric Map per quantity in ``maps``, all in one new series of the source's study.
 
-    ``sources``: the analysed series (classic images, or its multi-frame object(s)); ``geometry``:
-    a :class:`MapGeometry` or ``Volume4D.geometry`` (default: found from ``sources``); ``maps``:
+    ``sources``: the analysed series (classic images, or its multi-frame object(s)); ``source``: the
+    grid and per-slice references from the assembled volume (:meth:`MapSource.from_volume`, what the
+    pipeline uses); else ``geometry``: a :class:`MapGeometry` or ``Volume4D.geometry`` (default: found
+    from ``sources``) with references matched by position; ``maps``:
     ``{quantity key or alias: (z, y, x) array}`` in the unit of :mod:`perfnode.dicom.codes`
     (``units``, e.g. ``FitResult.units``, is checked against it when given); ``uid_seed``: a
     string fixed for this analysis (e.g. job id + source Series Instance UID); ``provenance``:
@@ -372,11 +548,17 @@ def build_parametric_maps(
         raise ValueError("no maps to encode")
     if units is not None:
         check_units({k: v for k, v in units.items() if k in maps})
-    if geometry is None:
-        geometry = MapGeometry.from_datasets(list(sources))
-    elif not isinstance(geometry, MapGeometry):
-        geometry = MapGeometry.from_geometry(geometry, int(sources[0].Rows), int(sources[0].Columns))
-    shared_sources = _prepare_sources(sources, geometry, reference_all_time_points)
+    if not sources:
+        raise ValueError("no source datasets: a parametric map must reference what it was derived from")
+    if source is not None:
+        geometry = source.geometry
+        shared_sources = source.prepare(sources, reference_all_time_points)
+    else:
+        if geometry is None:
+            geometry = MapGeometry.from_datasets(list(sources))
+        elif not isinstance(geometry, MapGeometry):
+            geometry = MapGeometry.from_geometry(geometry, int(sources[0].Rows), int(sources[0].Columns))
+        shared_sources = _prepare_sources(sources, geometry, reference_all_time_points)
     src = shared_sources.proxy
     series_uid = derive_uid(uid_seed, "pm-series")
     if series_number is None:

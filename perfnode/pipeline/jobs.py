@@ -1,4 +1,8 @@
-"""Durable jobs in the index: queued → running → done | failed.
+"""Durable jobs in the index: queued → running → done | refused | failed (or skipped: not analysed).
+
+``refused``: the series cannot be analysed, for a reason the job's note names (an attribute, a rule);
+``failed``: something broke (the note says what). A ``done`` job's note says what its reader must know
+(technique inferred, a default used, a map that could not be made).
 
 Every state change is a committed row, so a node killed at any point resumes from the index:
 jobs left ``running`` by a dead node go back to ``queued`` at start-up, and outputs already
@@ -15,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from perfnode.archive.db import Database
 from perfnode.archive.models import Job, SentObject
 
-STATES = ("queued", "running", "done", "failed", "skipped")
+STATES = ("queued", "running", "done", "refused", "failed", "skipped")
 
 
 def now() -> datetime:

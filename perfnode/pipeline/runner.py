@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 
+from perfnode import techniques
 from perfnode.net.context import NodeContext
 from perfnode.pipeline import jobs
 from perfnode.pipeline.archiving import archive_outputs
@@ -30,10 +31,6 @@ from perfnode.pipeline.settings import PipelineSettings
 from perfnode.pipeline.technique import choose
 
 log = logging.getLogger("perfnode.pipeline")
-
-#: Analyses that use other series of the study (ASL: the M0 scan; DCE: the variable-flip-angle T1 set).
-NEEDS_COMPANIONS = {"asl", "dce"}
-
 
 def exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
     """Worker initializer: end the worker when the node is gone (a pool's workers outlive a SIGKILL)."""
@@ -62,6 +59,8 @@ class Supervisor:
         #: Series held back until their study is quiet: series UID → (technique, calling AE), so the
         #: header is read once, not at every poll.
         self.waiting: dict[str, tuple[str, str]] = {}
+        #: How each series' technique was decided (said in its job's note and report).
+        self.decisions: dict[str, str] = {}
         self.thread = threading.Thread(target=self._loop, name="perfnode-pipeline", daemon=True)
 
     def start(self) -> Callable[[], None]:
@@ -99,27 +98,28 @@ class Supervisor:
                 files, calling_ae = series_files(db, series_uid)
                 if not files:
                     continue
-                try:
-                    header = dcmread(self.ctx.storage.absolute(files[0]), stop_before_pixels=True)
-                    technique = choose(header, calling_ae, self.cfg.rules)
+                try:  # every instance of the series, never its first file alone
+                    headers = [dcmread(self.ctx.storage.absolute(f), stop_before_pixels=True) for f in files]
+                    decision = choose(headers, calling_ae, self.cfg.rules)
                 except Exception as exc:  # unreadable header or bad rule: record, do not retry forever
                     technique, why = None, f"cannot choose an analysis: {exc}"
                 else:
-                    why = "not a perfusion/diffusion series perfnode analyses"
+                    technique, why = decision.technique, decision.reason
+                    self.decisions[series_uid] = decision.reason
                 if technique is None:
                     job = jobs.create_job(db, series_uid, "none", calling_ae)
                     if job:
                         jobs.finish(db, job.id, "skipped", why)
                     continue
-            if technique in NEEDS_COMPANIONS and not study_quiet(db, series_uid, self.cfg.stable_s):
+            if techniques.get(technique).companions and not study_quiet(db, series_uid, self.cfg.stable_s):
                 # its M0 / T1 series may still be on the way: wait until the study is quiet
                 self.waiting[series_uid] = (technique, calling_ae)
                 continue
             dests = self.cfg.destinations_for(calling_ae, self.ctx.settings)
             job = jobs.create_job(db, series_uid, technique, calling_ae, dests)
             if job:
-                log.info("job %d: %s analysis of series %s queued (%s)",
-                         job.id, technique, series_uid, reason)
+                log.info("job %d: %s analysis of series %s queued (%s; %s)", job.id, technique, series_uid,
+                         reason, self.decisions.get(series_uid, ""))
 
     def _start_jobs(self) -> None:
         for job_id, fut in list(self.running.items()):
@@ -132,7 +132,7 @@ class Supervisor:
             self.running[job.id] = self.analysing.submit(self._run_job, job)
 
     def _run_job(self, job) -> None:
-        from perfnode.pipeline.analysis import AnalysisRequest, run_analysis  # heavy: numpy/scipy/highdicom
+        from perfnode.pipeline.analysis import AnalysisRequest, analyse  # heavy: numpy/scipy/highdicom
 
         db, storage = self.ctx.db, self.ctx.storage
         try:
@@ -143,9 +143,16 @@ class Supervisor:
                 files=[str(storage.absolute(f)) for f in files], technique=job.analysis,
                 out_dir=str(storage.absolute(str(out_dir))),
                 uid_seed=f"{job.series_instance_uid}/{job.analysis}", colour=self.cfg.colour,
-                companions=[str(storage.absolute(f)) for f in companions])
+                companions=[str(storage.absolute(f)) for f in companions],
+                decision=self.decisions.pop(job.series_instance_uid, None))
             t0 = time.monotonic()
-            result = self.processes.submit(run_analysis, request).result()
+            outcome = self.processes.submit(analyse, request, None, job.series_instance_uid).result()
+            if outcome.status != "written" or outcome.result is None:
+                log.warning("job %d: %s", job.id, outcome.line())
+                state = "refused" if outcome.status == "refused" else "failed"
+                jobs.finish(db, job.id, state, outcome.reason)
+                return
+            result = outcome.result
             log.info("job %d: analysis done in %.1f s, %d output object(s); timings %s", job.id,
                      time.monotonic() - t0, len(result.files),
                      json.dumps({k: round(v, 3) for k, v in result.timings_s.items()}))
@@ -155,9 +162,9 @@ class Supervisor:
             log.exception("job %d failed", job.id)
             jobs.finish(db, job.id, "failed", f"{type(exc).__name__}: {exc}")
             return
-        self.delivering.submit(self._deliver_job, job, archived)
+        self.delivering.submit(self._deliver_job, job, archived, "; ".join(result.notes))
 
-    def _deliver_job(self, job, archived: list[tuple[str, Path]]) -> None:
+    def _deliver_job(self, job, archived: list[tuple[str, Path]], note: str = "") -> None:
         """Send the archived outputs to every destination (retrying), then mark the job done."""
         dests = [d for d in job.destinations.split(",") if d]
         try:
@@ -171,7 +178,7 @@ class Supervisor:
             return
         if self.stopping.is_set():
             return  # left running: re-queued and finished at the next start
-        jobs.finish(self.ctx.db, job.id, "done")
+        jobs.finish(self.ctx.db, job.id, "done", note)
         log.info("job %d: done (sent to %s)", job.id, ", ".join(dests) or "no destination")
 
 

@@ -7,7 +7,6 @@ Findings have the same shape as the IHE PERF checks (``perfnode/dicom/findings.p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from perfnode import techniques
 from perfnode.dicom.findings import Finding, Severity
 from perfnode.qc import quality
 from perfnode.qc.facts import (
@@ -31,6 +31,7 @@ from perfnode.qc.facts import (
     timing_facts,
 )
 from perfnode.qc.rules import Protocol, Rule, load_protocols
+from perfnode.techniques import detect_series
 
 STUDY_FACTS = {"t1_mapping_present", "b1_map_present"}
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -72,37 +73,6 @@ def evaluate(protocol: Protocol, facts: Mapping[str, Fact], group: str | None = 
     return [f for _, _, f in sorted(out, key=lambda x: (x[0], x[1]))]
 
 
-_DESC = [
-    ("asl", re.compile(r"\bP?C?ASL\b|SPIN[ _-]?LABEL", re.I)),
-    ("ivim", re.compile(r"IVIM", re.I)),
-    ("dce", re.compile(r"\bDCE\b|DYN(AMIC)?[ _-]?T1|TWIST|DISCO|\bTRICKS\b", re.I)),
-    ("dsc", re.compile(r"\bDSC\b|\bPWI\b|PERF(USION)?[ _-]?T2\*?|EP2D[ _-]?PERF", re.I)),
-]
-
-
-def detect_technique(facts: Mapping[str, Fact], datasets: Sequence[Dataset] = ()) -> str | None:
-    """dsc, dce, asl, ivim or ctp from the header facts (and the series description), or None."""
-    get = {k: v.value for k, v in facts.items()}
-    if str(get.get("modality", "")).upper() == "CT":
-        return "ctp"
-    if get.get("asl_labelling_type"):
-        return "asl"
-    if len(get.get("b_values") or ()) >= 2:
-        return "ivim"
-    text = " ".join(
-        str(ds.get(k, "")) for ds in list(datasets)[:1] for k in ("SeriesDescription", "ProtocolName")
-    )
-    for technique, pattern in _DESC:
-        if pattern.search(text):
-            return technique
-    seq = set(get.get("scanning_sequence") or ())
-    if "GR" in seq and get.get("epi") and get.get("mr_acquisition_type") != "3D":
-        return "dsc"
-    if "GR" in seq and (get.get("spoiled") or get.get("mr_acquisition_type") == "3D"):
-        return "dce"
-    return None
-
-
 @dataclass
 class QCResult:
     """What ``check_series`` found: the technique, the facts used, and the two lists of findings."""
@@ -113,6 +83,8 @@ class QCResult:
     quality: list[Finding] = field(default_factory=list)
     title: str = ""
     reference: str = ""
+    #: how the technique was decided (:func:`perfnode.techniques.detect_series`), one line
+    decision: str = ""
 
     @property
     def findings(self) -> list[Finding]:
@@ -145,8 +117,23 @@ def check_series(
     protos = protocols if isinstance(protocols, Mapping) else load_protocols(protocols)
     ds = list(datasets)
     hdr = header_facts(ds)
-    tech = (technique or detect_technique(hdr, ds) or "").lower() or None
-    proto = protos.get(tech) if tech else None
+    decision = ""
+    if technique:
+        tech: str | None = technique.lower()
+    elif ds:  # the one detector (the pipeline's), from every instance of the series
+        d = detect_series(ds)
+        tech, decision = d.technique, d.reason
+    else:
+        tech = None
+    proto_key, dynamic = tech, tech in {"dsc", "dce", "ctp"}
+    if tech is not None:
+        try:
+            entry = techniques.get(tech)
+        except KeyError:  # a protocol name without a registered technique (a site's own)
+            pass
+        else:
+            tech, proto_key, dynamic = entry.name, entry.qc_protocol or entry.name, entry.dynamic
+    proto = protos.get(proto_key) if proto_key else None
     facts: Facts = {}
     if proto is not None:
         facts.update(default_facts(proto.defaults))
@@ -158,7 +145,6 @@ def check_series(
         times_s = frame_times(ds)
     if times_s is not None and len(times_s) >= 2:
         facts.update(timing_facts(times_s))
-    dynamic = tech in {"dsc", "dce", "ctp"}
     facts.update(
         quality.measure(
             data,
@@ -174,14 +160,14 @@ def check_series(
     )
     facts.update(provenance_facts(getattr(fit, "provenance", None)))
     facts.update(given_facts(given))
-    result = QCResult(tech, facts)
+    result = QCResult(tech, facts, decision=decision)
     if proto is None:
         if tech is None:
             result.protocol.append(
                 Finding.make(
                     Severity.INFO,
                     None,
-                    "technique not recognised from the header",
+                    f"technique not recognised: {decision}" if decision else "technique not recognised",
                     "one of " + ", ".join(sorted(protos)) + " (pass the technique explicitly)",
                     "perfnode qc",
                 )

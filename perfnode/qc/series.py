@@ -19,10 +19,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from perfnode import techniques
 from perfnode.qc import quality
-from perfnode.qc.compliance import QCResult, check_series, detect_technique
-from perfnode.qc.facts import header_facts
+from perfnode.qc.compliance import QCResult, check_series
 from perfnode.qc.report import write_report
+from perfnode.techniques import detect_series
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ log = logging.getLogger(__name__)
 #: other series (an M0 or variable-flip-angle T1 series). A ``ValueError`` says why it cannot run.
 Fitter = Callable[[str, Any, Sequence[Dataset], Sequence[str]], Any]
 
-#: What the arterial curve of each technique's fit is measured in.
-AIF_LABELS = {"dsc": "ΔR2* (1/s)", "ctp": "enhancement (HU)", "dce": "concentration (mM)"}
 
 
 @dataclass
@@ -107,7 +106,16 @@ def analyse(
     """Assemble, fit (with ``fitter``, unless ``fit`` is given) and check one series."""
     notes: list[str] = []
     hdr = list(headers)
-    tech = (technique or detect_technique(header_facts(hdr), hdr) or "").lower() or None
+    decision = detect_series(hdr) if not technique and hdr else None
+    tech = (technique or (decision.technique if decision else None) or "").lower() or None
+    try:
+        entry = techniques.get(tech) if tech else None
+    except KeyError:
+        entry = None
+    if decision is not None and decision.note:
+        notes.append(f"Technique: {decision.note}")
+    elif decision is not None and decision.technique is None:
+        notes.append(f"Technique not recognised: {decision.reason}")
     times = data = spacing = decay = vol = None
     images: dict[str, tuple[np.ndarray, str]] = {}
     try:
@@ -122,7 +130,7 @@ def analyse(
             extra = list(vol.extra_dims)
             decay, images = _pictures(data, vol.extra_dims)
             if data.ndim > 4:
-                if tech in {"dsc", "dce", "ctp"}:
+                if entry is not None and entry.dynamic:
                     notes.append(
                         f"extra dimension(s) {', '.join(extra)}: time-course checks use the first value"
                     )
@@ -143,8 +151,10 @@ def analyse(
                 fit = fitter(tech, vol, hdr, list(study_files))
             except ValueError as exc:
                 notes.append(f"The {tech.upper()} model could not be fitted: {exc}")
+            else:
+                notes += [str(n) for n in (getattr(fit, "provenance", None) or {}).get("notes", [])]
     aif = _aif_of(fit) if fit is not None else None
-    aif_label = AIF_LABELS.get(tech or "", "concentration")
+    aif_label = (entry.aif_label if entry is not None else None) or "concentration"
     qc = check_series(
         hdr,
         study=study,
@@ -157,8 +167,8 @@ def analyse(
         aif=aif,
         fit=fit,
     )
-    if study is None and tech in {"dce", "asl"}:
-        what = "T1-map and B1-map" if tech == "dce" else "M0"
+    if study is None and entry is not None and entry.companions:
+        what = " and ".join(c.name for c in entry.companions)
         notes.append(f"The study's other series were not given: {what} presence not determined.")
     a = SeriesAnalysis(
         qc, _title(hdr[0]) if hdr else "series", times, data, spacing, fit, aif, aif_label, notes

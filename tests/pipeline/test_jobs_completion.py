@@ -11,7 +11,8 @@ from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, Patient, Series, Study
 from perfnode.pipeline import jobs
 from perfnode.pipeline.completion import ready_series
-from perfnode.pipeline.technique import choose, detect
+from perfnode.pipeline.technique import choose
+from perfnode.techniques import detect_series
 
 
 @pytest.fixture
@@ -85,23 +86,29 @@ def _mr(te_ms: float | None, image_type: list[str], **kw) -> Dataset:
     return ds
 
 
+def detect(ds: Dataset) -> str | None:
+    return detect_series([ds]).technique
+
+
 def test_technique_from_header_and_rules():
     perf = ["ORIGINAL", "PRIMARY", "PERFUSION", "NONE"]
-    assert detect(_mr(30, perf)) == "dsc"
-    assert detect(_mr(1.8, perf)) == "dce"
+    dynamic = {"NumberOfTemporalPositions": 40}
+    assert detect(_mr(30, perf, **dynamic)) == "dsc"
+    assert detect(_mr(1.8, perf, **dynamic)) == "dce"
     assert detect(_mr(30, ["ORIGINAL", "PRIMARY", "M", "NONE"])) is None  # not dynamic
-    assert detect(_mr(30, ["DERIVED", "PRIMARY", "PERFUSION"])) is None  # our own kind of output
+    assert detect(_mr(30, ["DERIVED", "PRIMARY", "PERFUSION"], **dynamic)) is None  # our own kind of output
     ct = Dataset()
     ct.Modality, ct.ImageType, ct.SOPClassUID = "CT", perf, "1.2.840.10008.5.1.4.1.1.2.1"
+    ct.NumberOfTemporalPositions = 30
     assert detect(ct) == "ctp"
-    pm = _mr(30, perf, SOPClassUID="1.2.840.10008.5.1.4.1.1.30")
+    pm = _mr(30, perf, SOPClassUID="1.2.840.10008.5.1.4.1.1.30", **dynamic)
     assert detect(pm) is None
-    ds = _mr(1.8, perf, ProtocolName="ep2d_perf_DSC")
+    ds = _mr(1.8, perf, ProtocolName="ep2d_perf_DSC", **dynamic)
     rules = [{"calling_ae": "MR3T", "protocol": "*dsc*", "technique": "dsc"},
              {"protocol": "*", "calling_ae": "CT*", "technique": "none"}]
-    assert choose(ds, "MR3T", rules) == "dsc"  # rule wins over the header
-    assert choose(ds, "OTHER", rules) == "dce"  # no rule matches: header
-    assert choose(ct, "CT1", rules) is None
+    assert choose(ds, "MR3T", rules).technique == "dsc"  # rule wins over the header
+    assert choose(ds, "OTHER", rules).technique == "dce"  # no rule matches: header
+    assert choose(ct, "CT1", rules).technique is None
     with pytest.raises(ValueError, match="technique"):
         choose(ds, "X", [{"technique": "magic"}])
 

@@ -128,13 +128,13 @@ def test_report_fits_what_a_job_fits(tmp_path, technique, name, truth_name, tole
 
 
 def test_report_says_why_a_model_cannot_run(tmp_path):
-    """An ASL series without its M0 series: the report is written and says what is missing."""
+    """An ASL series without its M0 series: the report is written, shows the perfusion-weighted ΔM and
+    says that CBF needs an M0."""
     from perfnode.qc.series import pick_series, report_files
 
     make("asl", "single", tmp_path / "asl")
     headers, _ = pick_series(read_headers([tmp_path / "asl"]))
     page, a = report_files([h.filename for h in headers], tmp_path / "out", fitter=fit_series)
-    assert a.fit is None
-    assert any("The ASL model could not be fitted: (0018,9257) ASLContext: no M_ZERO_SCAN" in n
-               for n in a.notes), a.notes
-    assert "could not be fitted" in page.read_text()
+    assert set(a.fit.maps) == {"delta_m"}
+    assert any("CBF needs an M0 image" in n for n in a.notes), a.notes
+    assert "CBF needs an M0 image" in page.read_text()

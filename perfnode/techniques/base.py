@@ -1,0 +1,202 @@
+"""What a technique is, and what its model is given.
+
+A :class:`Technique` is one registry entry: how to recognise a series (``detect``), the model that
+analyses it (``model(acq).fit(volume) -> FitResult``, the :class:`PerfusionModel` protocol), the other
+series of the study it may use (``companions``: the M0 of ASL, the variable-flip-angle T1 set of
+DCE), the maps it sends (each a quantity of :mod:`perfnode.dicom.codes`: a map without a code is
+refused when the entry is made, not dropped later), its QC protocol (``perfnode/qc/protocols``) and
+its phantom (``perfnode phantom``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from perfnode.dicom import frames
+from perfnode.dicom.codes import find as find_quantity
+from perfnode.perfusion.base import FitResult
+from perfnode.techniques.headers import SeriesHeaders
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{1,15}")
+
+
+class RegistryError(ValueError):
+    """A technique entry that cannot be registered; the message names the entry and the field."""
+
+
+class AnalysisError(ValueError):
+    """The series cannot be analysed as asked; the message (one line) says why, naming the attribute."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One technique's verdict on a series: ``stated`` when a standard or documented vendor attribute
+    says so, else inferred (echo time, description...). ``rank`` orders detections of equal standing
+    (IVIM over plain DWI on the same b-values)."""
+
+    technique: str
+    stated: bool
+    reason: str
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class Companion:
+    """Another series of the study a technique may use (e.g. the M0 scan of ASL)."""
+
+    name: str
+    wanted: Callable[[SeriesHeaders], bool]
+    required: bool = False
+
+
+@runtime_checkable
+class PerfusionModel(Protocol):
+    """``Model(acq).fit(volume) -> FitResult``: built with the acquisition, fitted to the whole volume.
+
+    After :meth:`fit`, ``curves`` holds the images the data-quality checks and the report's curves
+    use (the acquired signal, label/control pairs, per-b images...) and ``notes`` what the person
+    reading the result must be told (a default used, a map that could not be made and why)."""
+
+    curves: np.ndarray | None
+    notes: list[str]
+
+    def fit(self, volume: frames.Volume4D) -> FitResult: ...
+
+
+class Companions:
+    """The study's other series, assembled on demand when a model asks for one."""
+
+    def __init__(self, files: Sequence[str], shape: tuple[int, ...], frame_of_reference: str) -> None:
+        self.series = frames.group_series(frames.expand(files)) if files else {}
+        self.shape, self.frame_of_reference = tuple(shape), frame_of_reference
+        #: why a series that looked right was not used (grid or frame of reference differs, unreadable)
+        self.rejected: list[str] = []
+
+    def headers(self) -> list[SeriesHeaders]:
+        return [SeriesHeaders(h) for h in self.series.values() if h]
+
+    def find(self, spec: Companion) -> tuple[frames.Volume4D, SeriesHeaders] | None:
+        """The first companion series ``spec`` wants whose grid and frame of reference match ours."""
+        for sh in self.headers():
+            try:
+                if not spec.wanted(sh):
+                    continue
+                vol = frames.assemble([h.filename for h in sh.headers])
+            except Exception as exc:  # noqa: BLE001 - a bad companion is reported, never fatal
+                self.rejected.append(f"{spec.name} series {sh.uid}: {exc}")
+                continue
+            if vol.data.shape[-3:] != self.shape:
+                self.rejected.append(
+                    f"{spec.name} series {sh.uid}: grid {vol.data.shape[-3:]} is not "
+                    f"the analysed series' {self.shape}"
+                )
+            elif vol.geometry.frame_of_reference_uid != self.frame_of_reference:
+                self.rejected.append(
+                    f"{spec.name} series {sh.uid}: (0020,0052) FrameOfReferenceUID "
+                    "differs from the analysed series'"
+                )
+            else:
+                return vol, sh
+        return None
+
+
+@dataclass
+class Acquisition:
+    """What a model is built with: the series' headers, its header facts, the study's other series."""
+
+    headers: list[Dataset]
+    facts: dict[str, Any]
+    companions: Companions
+    series: SeriesHeaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.series = SeriesHeaders(self.headers)
+
+    def fact(self, name: str, default: Any = None) -> Any:
+        """A header fact's value (:mod:`perfnode.qc.facts`), or ``default`` when unknown."""
+        f = self.facts.get(name)
+        return default if f is None or getattr(f, "value", None) is None else f.value
+
+
+class TechniqueModel:
+    """Base for the models of this package: holds the acquisition, ``curves`` and ``notes``."""
+
+    def __init__(self, acq: Acquisition) -> None:
+        self.acq = acq
+        self.curves: np.ndarray | None = None
+        self.notes: list[str] = []
+
+    def fit(self, volume: frames.Volume4D) -> FitResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Technique:
+    """One registry entry (see the module docstring)."""
+
+    name: str
+    title: str
+    detect: Callable[[SeriesHeaders], Detection | None]
+    model: Callable[[Acquisition], PerfusionModel]
+    #: quantity keys (or aliases) of :mod:`perfnode.dicom.codes` this technique may send, in order
+    maps: tuple[str, ...]
+    qc_protocol: str | None = None
+    phantom: str | None = None
+    companions: tuple[Companion, ...] = ()
+    #: key of :data:`perfnode.dicom.codes.TECHNIQUES` (the method code of the provenance), if any
+    method: str | None = None
+    #: a contrast-agent time course: bolus, baseline and AIF checks apply
+    dynamic: bool = False
+    #: what the arterial curve of a fit is measured in (the report's axis label)
+    aif_label: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise RegistryError(
+                f"technique {self.name!r}: the name must be 2–16 lower-case letters, digits, _"
+            )
+        if not self.maps:
+            raise RegistryError(f"technique {self.name!r}: no maps declared")
+        keys = []
+        for m in self.maps:
+            q = find_quantity(m)
+            if q is None:
+                raise RegistryError(
+                    f"technique {self.name!r}: map {m!r} has no quantity code in "
+                    "perfnode/dicom/codes.py (add it there: a map without a code cannot be "
+                    "encoded as a Parametric Map)"
+                )
+            keys.append(q.key)
+        if len(set(keys)) != len(keys):
+            raise RegistryError(f"technique {self.name!r}: a quantity is declared twice in {self.maps}")
+        object.__setattr__(self, "maps", tuple(keys))
+
+    def outputs(self, fit: FitResult) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The fit's 3-D maps this technique sends (by the fit's name, in declared order), and the names of
+        the fit's other maps (intermediate results such as S0, recorded in the provenance as not sent)."""
+        by_key: dict[str, tuple[str, np.ndarray]] = {}
+        others: list[str] = []
+        for name, values in fit.maps.items():
+            q = find_quantity(name)
+            if q is not None and q.key in self.maps and np.ndim(values) == 3 and q.key not in by_key:
+                by_key[q.key] = (name, values)
+            else:
+                others.append(name)
+        if "quality" in self.maps and fit.quality is not None and np.ndim(fit.quality) == 3:
+            by_key.setdefault("quality", ("quality", fit.quality))
+        return dict(by_key[k] for k in self.maps if k in by_key), others
+
+
+def foreground(data: np.ndarray, ct: bool = False) -> np.ndarray:
+    """Voxels worth fitting: MR baseline above 10 % of its 99th percentile; CT above −300 HU (not air)."""
+    baseline = data[: min(3, data.shape[0])].mean(axis=0)
+    if ct:
+        return baseline > -300.0
+    return baseline > 0.1 * np.nanpercentile(baseline, 99)

@@ -1,0 +1,63 @@
+"""CT perfusion: the first pass of an iodinated contrast bolus → CBF, CBV, MTT, Tmax, TTP, ...
+
+Recognised by: a CT series with ≥ 3 time points at the same slice positions. Stated when Image Type
+says PERFUSION or the header names the contrast agent; a CT time series is inferred to be perfusion
+otherwise (no other CT acquisition repeats the same slices over time).
+"""
+
+from __future__ import annotations
+
+from perfnode.dicom import frames
+from perfnode.perfusion.base import FitResult
+from perfnode.techniques.base import Detection, Technique, TechniqueModel, foreground
+from perfnode.techniques.headers import SeriesHeaders, contrast_agent
+
+
+def detect(s: SeriesHeaders) -> Detection | None:
+    if s.modality != "CT" or (n := s.time_points) < 3:
+        return None
+    reasons = [f"CT, {n} time points"]
+    if "PERFUSION" in s.type_values(2):
+        reasons.append("(0008,0008) ImageType value 3 PERFUSION")
+    if agent := contrast_agent(s):
+        reasons.append(f"contrast agent {agent!r}")
+    return Detection("ctp", len(reasons) > 1, ", ".join(reasons))
+
+
+class CtpAnalysis(TechniqueModel):
+    """HU time curves → deconvolution with an automatic AIF (:class:`perfnode.perfusion.ctp.CtpModel`)."""
+
+    def fit(self, volume: frames.Volume4D) -> FitResult:
+        from perfnode.perfusion.ctp import CtpModel
+
+        fit = CtpModel(volume.times_s).fit(volume.data, mask=foreground(volume.data, ct=True), time_axis=0)
+        fit.provenance["mask"] = "baseline > -300 HU"
+        self.curves = volume.data
+        return fit
+
+
+TECHNIQUE = Technique(
+    name="ctp",
+    title="CT perfusion",
+    detect=detect,
+    model=CtpAnalysis,
+    maps=(
+        "cbf",
+        "cbv",
+        "cbv_uncorrected",
+        "rcbf",
+        "rcbv",
+        "mtt",
+        "tmax",
+        "ttp",
+        "bat",
+        "delay",
+        "k2",
+        "quality",
+    ),
+    qc_protocol=None,
+    phantom="ctp",
+    method="ct",
+    dynamic=True,
+    aif_label="enhancement (HU)",
+)
