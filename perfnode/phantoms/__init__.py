@@ -1,7 +1,7 @@
 """Digital reference objects: IHE PERF objects with known ground truth, valid or broken on purpose.
 
 ``make(technique, shape, out)`` writes the DICOM files and ``truth.json`` / ``truth.npz``. The pure
-forward models (no DICOM) are :mod:`perfnode.phantoms.dsc`, ``dce``, ``ctp``, ``asl`` and ``ivim``,
+forward models (no DICOM) are :mod:`perfnode.phantoms.dsc`, ``dce``, ``ctp``, ``asl``, ``ivim`` and ``dwi``,
 each with ``simulate(...) -> (signal, truth)``.
 """
 

@@ -269,7 +269,7 @@ def _mr_shared(s: ImageSet, varying: set[str]) -> dict[str, Dataset]:
         TransmitCoilName="BODY", TransmitCoilManufacturerName="", TransmitCoilType="BODY"
     )
     g["MRAveragesSequence"] = item(NumberOfAverages=1.0)
-    if p.get("technique") == "ivim":
+    if p.get("technique") in ("ivim", "dwi"):
         g["MRDiffusionSequence"] = item(DiffusionBValue=0.0, DiffusionDirectionality="NONE")
     if p.get("technique") == "asl":
         g["MRArterialSpinLabelingSequence"] = item(
@@ -299,7 +299,9 @@ def _acquisition_contrast(s: ImageSet) -> str:
         return "T1"
     if s.image_type3 == "PROTON_DENSITY":
         return "PROTON_DENSITY"
-    return {"dsc": "T2_STAR", "dce": "T1", "asl": "PERFUSION", "ivim": "DIFFUSION"}.get(t, "UNKNOWN")
+    return {"dsc": "T2_STAR", "dce": "T1", "asl": "PERFUSION", "ivim": "DIFFUSION", "dwi": "DIFFUSION"}.get(
+        t, "UNKNOWN"
+    )
 
 
 def _mr_frame_overrides(s: ImageSet, groups: dict[str, Dataset], attrs: dict[str, Any]) -> dict[str, Dataset]:

@@ -11,10 +11,10 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from perfnode.phantoms import asl, ctp, dce, dsc, ivim
+from perfnode.phantoms import asl, ctp, dce, dsc, dwi, ivim
 from perfnode.phantoms.enhanced import UID_PREFIX, ImageSet, Study, classic, enhanced, quantize
 
-TECHNIQUES = ("dsc", "dce", "ctp", "asl", "ivim")
+TECHNIQUES = ("dsc", "dce", "ctp", "asl", "ivim", "dwi")
 SHAPES = ("single", "concat", "per-time", "classic")
 
 
@@ -110,15 +110,27 @@ def simulate(technique: str, size: Size | None = None, snr: float | None = None,
                 extra=[{"asl_context": "M_ZERO_SCAN"}],
             )
         )
-    elif technique == "ivim":
-        signal, truth = ivim.simulate(snr=snr, seed=seed, **dims)
+    elif technique in ("ivim", "dwi"):
+        mod = ivim if technique == "ivim" else dwi
+        signal, truth = mod.simulate(snr=snr, seed=seed, **dims)
         stored, slope, icpt = quantize(signal[:, None], "MR")
         extra = [
             {"b_value": float(b), "direction": tuple(float(v) for v in d)}
             for b, d in zip(truth["b_values_s_per_mm2"], truth["directions"], strict=True)
         ]
         sets.append(
-            ImageSet("MR", stored, slope, icpt, np.zeros(1), ivim.PROTOCOL, 1, "IVIM perfusion", extra=extra)
+            ImageSet(
+                "MR",
+                stored,
+                slope,
+                icpt,
+                np.zeros(1),
+                mod.PROTOCOL,
+                1,
+                "IVIM perfusion" if technique == "ivim" else "DWI",
+                extra=extra,
+                image_type3="PERFUSION" if technique == "ivim" else "DIFFUSION",
+            )
         )
     else:
         raise ValueError(f"unknown technique {technique!r}: one of {', '.join(TECHNIQUES)}")

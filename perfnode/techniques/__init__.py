@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydicom.dataset import Dataset
 
@@ -178,7 +178,7 @@ def detect_series(headers: Sequence[Dataset] | SeriesHeaders) -> Decision:
             failed.append(f"{t.name} detector: {exc}")
             continue
         if d is not None:
-            found.append(d)
+            found.append(replace(d, technique=t.name))  # the entry's name, whatever the detector wrote
     if not found:
         for t in techniques():
             for c in t.companions:

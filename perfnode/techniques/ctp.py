@@ -55,7 +55,7 @@ TECHNIQUE = Technique(
         "k2",
         "quality",
     ),
-    qc_protocol=None,
+    qc_protocol="ctp",
     phantom="ctp",
     method="ct",
     dynamic=True,
