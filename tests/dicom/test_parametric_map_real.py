@@ -108,5 +108,5 @@ def test_a_frame_off_its_slice_is_refused_with_the_frame_named():
     pos[0] += 10 * POSITION_TOLERANCE_MM
     frame.PlanePositionSequence[0].ImagePositionPatient = pos
     moved.__dict__.pop("_perfnode_functional_groups", None)
-    with pytest.raises(GeometryError, match=r"\(0020,0032\) ImagePositionPatient of frame 3 of .* from slice"):
+    with pytest.raises(GeometryError, match=r"\(0020,0032\) ImagePositionPatient of frame 3 .* from slice"):
         MapSource.from_volume(vol, [moved, *headers[1:]])
