@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from perfnode import techniques
 from perfnode.config import load_settings
 
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--technique",
-        choices=["dsc", "dce", "asl", "ivim", "ctp"],
+        choices=techniques.names(),
         help="technique (default: recognised from the header)",
     )
     p.add_argument(
