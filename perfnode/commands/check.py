@@ -243,6 +243,17 @@ def _series_files(args: argparse.Namespace) -> list[Path]:
         db.dispose()
 
 
+def _facts(s: SeriesUnderCheck) -> dict[str, Any]:
+    """The QC facts (header and measured), in the shape of the report's ``qc.json``."""
+    qc = s.notes.get("qc")
+    if qc is None:
+        return {}
+    from perfnode.qc.report import _jsonable
+
+    return {k: {"value": _jsonable(v.value), "unit": v.unit, "source": v.source, "attribute": v.attribute}
+            for k, v in qc.facts.items()}
+
+
 def build_report(paths: list[Path], assembly: bool = True) -> dict:
     """``{"series": [{"series_instance_uid", "files", "sections": {title: [findings]}}], "errors": n}``."""
     from perfnode.commands.inputs import read_series
@@ -277,6 +288,8 @@ def build_report(paths: list[Path], assembly: bool = True) -> dict:
                 "modality": str(headers[0].get("Modality", "")),
                 "object": "derived" if s.derived else "acquisition",
                 "technique": None if s.derived else s.decision.technique,
+                "technique_decision": None if s.derived else s.decision.reason,
+                "facts": _facts(s),
                 "instances": len(headers),
                 "files": [str(h.filename) for h in headers if isinstance(h.filename, str)],
                 "sections": sections,
