@@ -22,6 +22,10 @@ class CannotUnderstand(DicomError):
     """Unreadable dataset, or a required UID missing or invalid."""
 
 
+class SopClassNotSupported(DicomError):
+    """The object's SOP Class is not one the node stores (STOW-RS; C-STORE refuses it at negotiation)."""
+
+
 class DuplicateConflict(DicomError):
     """Same SOP Instance UID, different bytes, and the policy forbids overwriting."""
 

@@ -211,7 +211,10 @@ class RetrieveItem:
 class Query:
     """A validated C-FIND (or C-MOVE/C-GET) identifier for one information model."""
 
-    def __init__(self, identifier: Dataset, root: str = STUDY_ROOT, retrieve: bool = False) -> None:
+    def __init__(self, identifier: Dataset, root: str = STUDY_ROOT, retrieve: bool = False,
+                 relational: bool = False) -> None:
+        """``relational``: no unique keys needed above the level (PS3.4 C.4.1.2.2.2 relational
+        queries; QIDO-RS searches such as ``/series`` or ``/instances`` across studies)."""
         if root not in (PATIENT_ROOT, STUDY_ROOT):
             raise ValueError(f"unknown information model root {root!r}")
         self.root = root
@@ -245,12 +248,12 @@ class Query:
                 pass
             else:
                 self.unsupported.append(int(elem.tag))
-        self._check_hierarchy(retrieve)
+        self._check_hierarchy(retrieve, relational)
 
-    def _check_hierarchy(self, retrieve: bool) -> None:
+    def _check_hierarchy(self, retrieve: bool, relational: bool = False) -> None:
         """Baseline hierarchical rules (C.4.1.2.2.1 / C.4.2.2.1): unique keys above the level."""
         top = 0 if self.root == PATIENT_ROOT else 1
-        above = LEVELS[top : LEVELS.index(self.level)]
+        above = [] if relational else LEVELS[top : LEVELS.index(self.level)]
         for lvl in above:
             kw = UNIQUE_KEY[lvl]
             vals = _values(self.identifier.get(kw))
@@ -300,15 +303,21 @@ class Query:
         visible = _levels_visible(self.root, self.level)
         return [k for k in self.return_keys if k in _COLUMNS and _COLUMNS[k][0] in visible]
 
-    def pages(self, db: Database, page_size: int = 200) -> Iterator[list[Dataset]]:
-        """Response identifiers, a page at a time, each page in its own short transaction."""
+    def pages(self, db: Database, page_size: int = 200, offset: int = 0) -> Iterator[list[Dataset]]:
+        """Response identifiers, a page at a time, each page in its own short transaction.
+
+        ``offset`` skips that many matches first (QIDO-RS ``offset``), in SQL.
+        """
         model = _MODEL[self.level]
         dialect = db.engine.dialect.name
         stmt = self.statement(dialect).order_by(model.id).limit(page_size)
         last = 0
         while True:
             with db.read() as s:
-                rows = s.execute(stmt.where(model.id > last)).all()
+                page = stmt.where(model.id > last)
+                if offset and last == 0:
+                    page = page.offset(offset)
+                rows = s.execute(page).all()
                 if not rows:
                     return
                 derived = self._derived(s, [r[0] for r in rows])

@@ -138,6 +138,14 @@ class ReceiveFile:
     def flush(self) -> None:  # buffered writes are flushed once, in finish()
         pass
 
+    def flush_buffer(self) -> None:
+        """Make everything written so far readable by name (no fsync; a write error is kept)."""
+        if self.error is None and not self.closed:
+            try:
+                self._fp.flush()
+            except OSError as exc:
+                self.error = exc
+
     def finish(self) -> str:
         """Flush and fsync; return the SHA-256 (hex) of everything written; raise on a write error."""
         if self.error is None and not self.closed:

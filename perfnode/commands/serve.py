@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from perfnode.config import load_settings
+from perfnode.config import Settings, load_settings
 
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
@@ -38,17 +39,30 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="refuse associations from calling AE titles not in the AE table")
     p.add_argument("--duplicate-policy", choices=["reject", "replace"],
                    help="same SOP Instance UID with different bytes: reject (default) or replace")
+    p.add_argument("--web-port", type=int, metavar="N",
+                   help="DICOMweb and viewer HTTP port (default 8042; [web] port in the config file)")
+    p.add_argument("--no-web", action="store_true", help="no DICOMweb server and no viewer")
     p.set_defaults(func=run)
     return p
 
 
+def with_web_options(settings: Settings, **options: object) -> Settings:
+    """``settings`` with command-line ``[web]`` options (``None`` = not given), which win over the file's and
+    the environment's (:meth:`perfnode.web.settings.WebSettings.from_settings`)."""
+    cli = {k: v for k, v in options.items() if v is not None}
+    return replace(settings, sections={**settings.sections, "web.cli": cli})
+
+
 def run(args: argparse.Namespace) -> int:
     from perfnode.net.server import run_server
+    from perfnode.web.settings import WebSettings
 
     settings = settings_from(
         args, port=args.port, host=args.host, data=args.data, database=args.database,
         max_associations=args.max_associations, acse_timeout=args.acse_timeout,
         dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
         require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy)
+    settings = with_web_options(settings, port=args.web_port, enabled=False if args.no_web else None)
+    WebSettings.from_settings(settings)  # a bad [web] table is reported before anything starts
     run_server(settings)
     return 0

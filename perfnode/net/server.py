@@ -67,7 +67,7 @@ SLOW_STOP_S = 15.0
 #: Service modules, in the order their contexts are offered.
 SERVICES: list[str] = ["perfnode.net.echo", "perfnode.net.store",
                        "perfnode.net.find", "perfnode.net.retrieve", "perfnode.net.commitment",
-                       "perfnode.pipeline.service"]
+                       "perfnode.pipeline.service", "perfnode.web.service"]
 
 
 @dataclass(frozen=True)
@@ -275,12 +275,16 @@ def start_server(settings: Settings, db: Database | None = None) -> RunningServe
     server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
     running = RunningServer(settings, ctx, ae, server)
     ctx.run_after_store = running.run_after_store
-    for m in modules:
-        start = getattr(m, "start", None)
-        if start is not None:
-            stop = start(ctx)
-            if stop is not None:
-                running.stoppers.append(stop)
+    try:
+        for m in modules:
+            start = getattr(m, "start", None)
+            if start is not None:
+                stop = start(ctx)
+                if stop is not None:
+                    running.stoppers.append(stop)
+    except BaseException:  # a service could not start (e.g. its port is in use): stop the others
+        running.stop()
+        raise
     # Everything built so far lives as long as the node: keep it out of the cyclic collector's full
     # passes, and collect young objects less often (a full pass cost ≈ 70 ms in the middle of a
     # 50 MB C-STORE; the receive path makes little cyclic garbage).

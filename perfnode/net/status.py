@@ -16,9 +16,11 @@ from perfnode.errors import (
     DicomError,
     DuplicateConflict,
     OutOfResources,
+    SopClassNotSupported,
 )
 
 __all__ = ["CannotUnderstand", "DatasetMismatch", "DicomError", "DuplicateConflict", "OutOfResources",
+           "SopClassNotSupported",
            "STATUS_FOR_ERROR", "status_dataset", "status_for"]
 
 SUCCESS = 0x0000
@@ -51,6 +53,7 @@ STATUS_FOR_ERROR: dict[type[BaseException], int] = {
     DatasetMismatch: DATASET_DOES_NOT_MATCH_SOP_CLASS,
     CannotUnderstand: CANNOT_UNDERSTAND,
     DuplicateConflict: DUPLICATE_SOP_INSTANCE,
+    SopClassNotSupported: SOP_CLASS_NOT_SUPPORTED,
     DicomError: PROCESSING_FAILURE,
     OSError: OUT_OF_RESOURCES,
 }
