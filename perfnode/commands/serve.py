@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         max_associations=args.max_associations, acse_timeout=args.acse_timeout,
         dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
         require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy)
-    settings = with_web_options(settings, port=args.web_port, enabled=False if args.no_web else None)
+    enabled = False if args.no_web else True if args.web_port is not None else None
+    settings = with_web_options(settings, port=args.web_port, enabled=enabled)
     WebSettings.from_settings(settings)  # a bad [web] table is reported before anything starts
     run_server(settings)
     return 0

@@ -158,9 +158,15 @@ def parse(
     for kw in dict.fromkeys([*include, *matching]):
         if kw == "QueryRetrieveLevel":
             continue
-        ident[tag_for_keyword(kw)] = DataElement(
-            tag_for_keyword(kw), dictionary_VR(kw), matching.get(kw), validation_mode=config.IGNORE
-        )
+        tag, vr = tag_for_keyword(kw), dictionary_VR(kw)
+        try:
+            ident[tag] = DataElement(tag, vr, matching.get(kw), validation_mode=config.IGNORE)
+        except (TypeError, ValueError, OverflowError):
+            t = Tag(tag)
+            raise BadRequest(
+                f"({t.group:04X},{t.element:04X}) {kw}={matching.get(kw)!r}: not a valid {vr} value "
+                "(an integer for IS; PS3.5 6.2)"
+            ) from None
     return QidoRequest(ident, relational, limit, offset, warnings)
 
 
