@@ -16,6 +16,8 @@ command -v "$PY" >/dev/null 2>&1 || { PY=python3; need_apt+=(python3); }
 "$PY" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v dcmdump >/dev/null 2>&1 || need_apt+=(dcmtk)   # not storescu: pynetdicom ships a look-alike
 command -v dciodvfy >/dev/null 2>&1 || need_apt+=(dicom3tools)
+# Node.js and npm build the viewer (perfnode/web/viewer) from its package-lock.json.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   # PostgreSQL server binaries for the PostgreSQL tests (started by the tests themselves).
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
@@ -42,6 +44,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "run.sh: installing perfnode and its dependencies" >&2
   "$VENV/bin/pip" install -q -e ".[test,postgres,bench]" >&2
   touch "$stamp"
+fi
+
+# The viewer: npm ci + esbuild into perfnode/web/viewer/dist (again whenever its sources changed).
+viewer="$ROOT/perfnode/web/viewer"
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f "$viewer/dist/viewer.js" ] || [ -n "$(find "$viewer/src" "$viewer/index.html" "$viewer/viewer.css" \
+        "$viewer/package-lock.json" "$viewer/build.mjs" -newer "$viewer/dist/viewer.js" 2>/dev/null | head -1)" ]; then
+    echo "run.sh: building the viewer (npm ci, esbuild)" >&2
+    (cd "$viewer" && npm ci --no-audit --no-fund --loglevel=error >&2 && npm run --silent build >&2) \
+      || echo "run.sh: the viewer could not be built; /viewer/ will say so" >&2
+  fi
 fi
 
 cmd="${1:-serve}"; [ $# -gt 0 ] && shift

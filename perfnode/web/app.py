@@ -27,7 +27,7 @@ from perfnode.archive.query import QueryError, RetrieveItem
 from perfnode.web import objects, qido, rendered, stow
 from perfnode.web.access import AccessControl
 from perfnode.web.backend import Backend
-from perfnode.web.errors import NotAcceptable, NotFound, Unavailable, WebError
+from perfnode.web.errors import BadRequest, NotAcceptable, NotFound, Unavailable, WebError
 from perfnode.web.media import (
     DICOM,
     DICOM_JSON,
@@ -375,6 +375,17 @@ class Services:
             j["qc"] = f"/viewer/jobs/{j['id']}/report/qc.json" if j["report"] else None
         return JSONResponse(jobs)
 
+    async def fit(self, request: Request) -> Response:
+        from perfnode.web.fit import fit_curve
+
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest("the body must be JSON: {times_s, tissue, aif, method, kh_over_rho}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object")
+        return JSONResponse(await run_in_threadpool(fit_curve, body))
+
     async def job_file(self, request: Request) -> Response:
         from starlette.responses import FileResponse
 
@@ -470,6 +481,7 @@ def build_app(backend: Backend, web: WebSettings, viewer_dist: Path = VIEWER_DIS
         Route(inst + "/frames/{frames}/rendered", s.rendered),
         Route(inst + "/bulkdata/{tagpath:path}", s.bulkdata),
         Route("/viewer/api/jobs", s.jobs),
+        Route("/viewer/api/fit", s.fit, methods=["POST"]),
         Route("/viewer/jobs/{job:int}/report/{path:path}", s.job_file),
         Route("/", lambda _r: RedirectResponse("/viewer/")),
     ]
