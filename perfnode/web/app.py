@@ -189,14 +189,18 @@ class Services:
 
         async def body() -> AsyncIterator[bytes]:
             for it, path, ts in zip(items, paths, chosen, strict=True):
-                enc = await run_in_threadpool(objects.encode, path, it.transfer_syntax_uid, ts)
-                yield mp.part_head(f"{DICOM}; transfer-syntax={ts}")
-                if enc.data is not None:
-                    yield enc.data
-                else:
-                    async for chunk in _file_chunks(path):
-                        yield chunk
-                yield mp.PART_END
+                head = mp.part_head(f"{DICOM}; transfer-syntax={ts}")
+                if ts != it.transfer_syntax_uid:
+                    enc = await run_in_threadpool(objects.encode, path, it.transfer_syntax_uid, ts)
+                    yield head + enc.data + mp.PART_END
+                    continue
+                # as stored: the file in 1 MiB chunks, the part head glued to the first, its end to the last
+                pending = head
+                async for chunk in _file_chunks(path):
+                    if pending:
+                        yield pending
+                    pending = chunk
+                yield pending + mp.PART_END
             yield mp.close()
 
         return StreamingResponse(body(), media_type=mp.content_type, headers=headers)
@@ -412,9 +416,28 @@ def _level(request_or_path: Request | str) -> str:
     return {"instances": "instance", "series": "series", "studies": "study"}[parent]
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    fp = await run_in_threadpool(open, path, "rb")
+def _open_and_read(path: Path) -> tuple[Any, bytes]:
+    """Open and read the first chunk; a file smaller than a chunk is closed at once (one thread hop)."""
+    fp = open(path, "rb")  # noqa: SIM115 - closed by _file_chunks
     try:
+        data = fp.read(CHUNK)
+    except BaseException:
+        fp.close()
+        raise
+    if len(data) < CHUNK:
+        fp.close()
+        return None, data
+    return fp, data
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A stored file, a chunk at a time (reads in worker threads; one hop for a small file)."""
+    fp, data = await run_in_threadpool(_open_and_read, path)
+    if fp is None:
+        yield data
+        return
+    try:
+        yield data
         while chunk := await run_in_threadpool(fp.read, CHUNK):
             yield chunk
     finally:

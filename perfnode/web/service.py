@@ -32,7 +32,9 @@ def handlers(ctx: NodeContext) -> list:
 def _bind(host: str, port: int) -> socket.socket:
     """Bind now, in the caller's thread, so that a port in use is a one-line error at start-up."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP
+    # (without it a keep-alive response waited ~40 ms for the client's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
