@@ -24,8 +24,12 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   # Headless Chromium for the report screenshot test.
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
-# Orthanc, a peer for benchmarks/ingest.py.
-if [ "${1:-}" = bench ]; then command -v Orthanc >/dev/null 2>&1 || need_apt+=(orthanc); fi
+# Orthanc, a peer for benchmarks/ingest.py, with its DICOMweb plugin for benchmarks/dicomweb.py.
+if [ "${1:-}" = bench ]; then
+  command -v Orthanc >/dev/null 2>&1 || need_apt+=(orthanc)
+  [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "run.sh: installing Debian packages: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
