@@ -450,3 +450,34 @@ def test_stow_triggers_the_pipeline(web_node, tmp_path):
     report = requests.get(web_node.url + jobs[0]["report"], timeout=30)
     assert report.status_code == 200 and "<html" in report.text.lower()
     assert json.loads(requests.get(web_node.url + jobs[0]["qc"], timeout=30).text)["technique"] == "dsc"
+
+
+def test_parametric_map_frames_metadata_and_rendered(web_node, client):
+    """The maps the pipeline made (previous test): float frames by number, RWVM in the metadata, and a
+    rendered frame through a colour LUT."""
+    maps = get(f"{web_node.dicomweb}/instances", params={"SOPClassUID": "1.2.840.10008.5.1.4.1.1.30"}).json()
+    assert maps, "run with test_stow_triggers_the_pipeline (it makes the maps)"
+    st, se, sop = (maps[0][t]["Value"][0] for t in ("0020000D", "0020000E", "00080018"))
+    stored = dcmread(next((web_node.node.data / "objects").rglob(f"{sop}.dcm")))
+    values = np.frombuffer(stored.FloatPixelData, dtype="<f4").reshape(int(stored.NumberOfFrames), -1)
+    frames = client.retrieve_instance_frames(st, se, sop, [2, 4])
+    for got, index in zip(frames, (1, 3), strict=True):
+        assert np.array_equal(np.frombuffer(got, dtype="<f4"), values[index], equal_nan=True)
+    assert client.retrieve_instance_metadata(st, se, sop)["00080018"]["Value"] == [sop]
+    (meta,) = get(f"{web_node.dicomweb}/studies/{st}/series/{se}/instances/{sop}/metadata").json()
+    assert meta["7FE00008"]["BulkDataURI"].endswith("/bulkdata/7FE00008")  # Float Pixel Data
+    rwvm = meta["52009229"]["Value"][0]["00409096"]["Value"][0]
+    assert rwvm["004008EA"]["Value"][0]["00080102"]["Value"] == ["UCUM"]
+    png = get(
+        f"{web_node.dicomweb}/studies/{st}/series/{se}/instances/{sop}/frames/2/rendered",
+        headers={"Accept": "image/png"},
+    )
+    rgb = np.asarray(Image.open(io.BytesIO(png.content)))
+    assert rgb.ndim == 3 and rgb.shape[2] == 3  # coloured by the LUT
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 10
+    grey = np.asarray(
+        Image.open(
+            io.BytesIO(get(png.url, params={"colormap": "gray"}, headers={"Accept": "image/png"}).content)
+        )
+    )
+    assert grey.ndim == 2

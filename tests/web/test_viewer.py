@@ -198,6 +198,21 @@ def test_click_a_voxel_gives_curves_aif_and_fit(page, study):
         std, colours = image_stats(page.locator(chart).screenshot())
         assert std > 5 and colours > 10, f"{chart} is blank"
     save_screenshot(page, "viewer-curves", "#curve-panel")
+    # a rectangular ROI (Shift-drag): the mean curve of its voxels
+    box = page.locator("#stack-canvas").bounding_box()
+
+    def at(x: int, y: int) -> dict:  # the middle of voxel (x, y) of the 256 px view of 16 × 16
+        return {
+            "clientX": box["x"] + 16 * x + 8,
+            "clientY": box["y"] + 16 * y + 8,
+            "shiftKey": True,
+            "bubbles": True,
+        }
+
+    page.dispatch_event("#stack-canvas", "mousedown", at(6, 6))
+    page.dispatch_event("#stack-canvas", "mouseup", at(9, 8))
+    page.wait_for_function("document.querySelector('#curve-voxel').textContent.startsWith('ROI')")
+    assert page.locator("#curve-voxel").inner_text() == "ROI x 6–9, y 6–8, slice 3"
     save_screenshot(page, "viewer-full")
 
 
