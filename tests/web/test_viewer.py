@@ -17,6 +17,63 @@ from tests.web.conftest import wait_for
 pytestmark = pytest.mark.slow
 
 
+def foreign_map(files, out):
+    """A standard Parametric Map not made by perfnode (highdicom): 16-bit stored values, Real World Value
+    Mapping slope 2 in ms, no perfnode provenance; one frame per slice of the phantom."""
+    import highdicom as hd
+    import numpy as np
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    src = dcmread(files[0])
+    shared = src.SharedFunctionalGroupsSequence[0]
+    positions = sorted(
+        {
+            tuple(float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient)
+            for f in files
+            for item in dcmread(f, stop_before_pixels=True).PerFrameFunctionalGroupsSequence
+        },
+        key=lambda p: p[2],
+    )
+    values = (np.arange(len(positions) * 256).reshape(len(positions), 16, 16) % 1000).astype(np.uint16)
+    pm = hd.pm.ParametricMap(
+        source_images=[src],
+        pixel_array=values,
+        series_instance_uid=generate_uid(),
+        series_number=77,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="elsewhere",
+        manufacturer_model_name="T1 mapper",
+        software_versions="1",
+        device_serial_number="1",
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[
+            hd.pm.RealWorldValueMapping(
+                lut_label="T1",
+                lut_explanation="T1 relaxation time",
+                unit=codes.UCUM.Millisecond,
+                value_range=(0, 999),
+                slope=2.0,
+                intercept=0.0,
+            )
+        ],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=1000, window_width=2000)],
+        plane_positions=[hd.PlanePositionSequence("PATIENT", list(p)) for p in positions],
+        pixel_measures=hd.PixelMeasuresSequence(
+            pixel_spacing=[float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing],
+            slice_thickness=float(shared.PixelMeasuresSequence[0].SliceThickness),
+        ),
+        plane_orientation=hd.PlaneOrientationSequence(
+            "PATIENT", [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
+        ),
+        content_label="T1MAP",
+    )
+    path = out / "t1.dcm"
+    pm.save_as(path)
+    return path, values
+
+
 def frame_table(files) -> list[dict]:
     """Every frame of the concatenation, from the files sent (pydicom), numbered through it."""
     frames = []
@@ -55,7 +112,22 @@ def study(web_node, tmp_path_factory):
 
     jobs = wait_for(done, 240, "the pipeline to make the maps")
     assert jobs[0]["state"] == "done", jobs
+    t1_path, t1_values = foreign_map(files, tmp_path_factory.mktemp("t1"))
+    boundary = "t1mapboundary"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + t1_path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    r = requests.post(
+        f"{web_node.dicomweb}/studies",
+        data=body,
+        timeout=60,
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+    )
+    assert r.status_code == 200, r.text
     return {
+        "t1": t1_values,
         "uid": str(head.StudyInstanceUID),
         "files": files,
         "head": head,
@@ -88,7 +160,7 @@ def test_study_list(web_node, study):
         save_screenshot(page, "viewer-study-list")
         page.click(f'#study-list tr[data-study="{study["uid"]}"]')
         page.wait_for_function("window.perfnodeViewer.ready", timeout=90_000)
-        assert page.locator("#series-list tbody tr").count() == 2  # the DSC series and its map series
+        assert page.locator("#series-list tbody tr").count() == 3  # the DSC series, its maps, the T1 map
 
 
 def test_concatenation_is_one_object(page, study):
@@ -162,6 +234,20 @@ def test_display_attributes_of_table_4_16_4_2_2_7_1(page, study):
     assert cell(page, "Slice offset") == f"{3 * spacing:g} mm"
 
 
+def test_any_standard_parametric_map(page, study):
+    t1 = page.locator('canvas[data-label="T1"]')
+    assert t1.count() == 1
+    figure = page.locator("#maps figure", has=t1)
+    assert figure.locator("canvas.colour-bar").get_attribute("data-unit") == "ms"
+    assert "[ms]" in figure.locator("figcaption").inner_text()
+    std, colours = image_stats(figure.screenshot())
+    assert std > 20 and colours > 30
+    assert (
+        "not recorded in this map"
+        in page.locator('details.map-provenance[data-map="T1"] summary').inner_text()
+    )
+
+
 def test_maps_with_colour_bars_in_their_units(page, study):
     maps = page.locator("canvas[data-map]")
     labels = [maps.nth(i).get_attribute("data-label") for i in range(maps.count())]
@@ -194,6 +280,11 @@ def test_click_a_voxel_gives_curves_aif_and_fit(page, study):
     fitted_cbf = float(page.locator("#fit-result").get_attribute("data-cbf"))
     map_cbf = float(page.locator('.map-value[data-map="CBF"]').get_attribute("data-value"))
     assert fitted_cbf == pytest.approx(map_cbf, rel=0.02)
+    # a map from elsewhere (16-bit, RWVM slope 2 ms): the real value at that voxel
+    assert (
+        float(page.locator('.map-value[data-map="T1"]').get_attribute("data-value"))
+        == 2 * study["t1"][2, 8, 8]
+    )
     for chart in ("#curve-chart", "#conc-chart"):
         std, colours = image_stats(page.locator(chart).screenshot())
         assert std > 5 and colours > 10, f"{chart} is blank"
