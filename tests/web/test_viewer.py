@@ -206,6 +206,11 @@ def test_viewports_by_in_stack_position(page, study):
         c = canvases.nth(i)
         frames = [by_number[n] for n in map(int, c.get_attribute("data-frames").strip("[]").split(","))]
         assert {f["inStackPos"] for f in frames} == {int(c.get_attribute("data-in-stack-position"))}
+        # placed by the Dimension Index Value of the In-Stack Position dimension (its index in the phantom's
+        # Dimension Index Sequence: Stack ID, In-Stack Position Number, Temporal Position Index)
+        assert c.get_attribute("data-dimension-index-value") == c.get_attribute("data-in-stack-position")
+        assert page.locator("#dimension-viewports figcaption").nth(i).inner_text().startswith(
+            f"Dimension Index Values[2] = {c.get_attribute('data-dimension-index-value')}")
         assert [f["tpi"] for f in frames] == list(range(1, 21))  # that position's frames, in time order
         std, colours = image_stats(c.screenshot())
         assert std > 5 and colours > 5, "a viewport is blank"

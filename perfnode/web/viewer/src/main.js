@@ -327,16 +327,17 @@ function renderPerfAttributes() {
 function renderDimensionViewports() {
   const box = $("dimension-viewports");
   box.innerHTML = "";
-  for (const [pos, frames] of framesByInStackPosition(state.source.object)) {
+  for (const [pos, frames, how] of framesByInStackPosition(state.source.object)) {
     const fig = document.createElement("figure");
     fig.className = "viewport small";
     const c = document.createElement("canvas");
     c.className = "image";
-    c.dataset.inStackPosition = pos;
+    c.dataset.dimensionIndexValue = pos;
+    c.dataset.inStackPosition = frames[0].inStackPos ?? "";
     c.dataset.frames = JSON.stringify(frames.map((f) => f.frameNumber));
     fig.appendChild(c);
     const cap = document.createElement("figcaption");
-    cap.textContent = `In-Stack Position ${pos}`;
+    cap.textContent = `${how} = ${pos}: In-Stack Position ${frames[0].inStackPos ?? "—"}, ${frames.length} frames`;
     fig.appendChild(cap);
     box.appendChild(fig);
   }

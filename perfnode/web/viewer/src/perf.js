@@ -181,16 +181,23 @@ export function scrollOrder(obj, order) {
   return frames;
 }
 
-/** Frames grouped by their In-Stack Position (one viewport each), in time order. */
+/**
+ * Frames in viewports by their Dimension Index Values (PERF 4.16.4.2.2.7): one viewport per value of
+ * the dimension whose Dimension Index Pointer is In-Stack Position Number (0020,9057), each in time
+ * order. Without such a dimension, In-Stack Position Number itself (or the slice) groups the frames.
+ * Returns [[value, frames, how]].
+ */
 export function framesByInStackPosition(obj) {
+  const k = obj.dimPointers.findIndex((d) => String(d.pointer).toUpperCase().replace(/[^0-9A-F]/g, "") === "00209057");
+  const how = k >= 0 ? `Dimension Index Values[${k + 1}]` : "In-Stack Position Number";
   const groups = new Map();
   for (const f of obj.frames) {
-    const key = f.inStackPos ?? f.z + 1;
+    const key = k >= 0 && f.dimIndexValues.length > k ? f.dimIndexValues[k] : f.inStackPos ?? f.z + 1;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(f);
   }
   for (const list of groups.values()) list.sort((a, b) => (a.tpi ?? a.t) - (b.tpi ?? b.t));
-  return [...groups.entries()].sort((a, b) => a[0] - b[0]);
+  return [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([key, frames]) => [key, frames, how]);
 }
 
 /** Real-world value mapping of a frame: slope, intercept, unit and quantity (Parametric Maps, RWVM). */
