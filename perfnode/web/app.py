@@ -254,27 +254,27 @@ class Services:
                 + " (PS3.18 8.7.3.3)"
             )
 
-        def read() -> list[bytes]:
+        def header() -> tuple[Any, list[int]]:
             ds = objects.read_header(path)
             indices = objects.parse_frame_list(request.path_params["frames"], objects.number_of_frames(ds))
-            if mode == "encapsulated":
-                return [objects.frame_encapsulated(path, ds, i) for i in indices]
-            if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+            if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
                 raise NotFound("this instance has no pixel data")
-            return [objects.frame_native(path, ds, i) for i in indices]
+            return ds, indices
 
-        data = await run_in_threadpool(read)
+        ds, indices = await run_in_threadpool(header)  # 404/400 before the response starts
+        read = objects.frame_encapsulated if mode == "encapsulated" else objects.frame_native
         ts = stored if mode == "encapsulated" else EXPLICIT_LE
         mp = Multipart(part_type)
         url = str(request.url)
-        parts = []
-        for i, frame in enumerate(data):
-            parts += [
-                mp.part_head(f"{part_type}; transfer-syntax={ts}", f"{url}#{i + 1}", len(frame)),
-                frame,
-                mp.PART_END,
-            ]
-        return Response(b"".join([*parts, mp.close()]), media_type=mp.content_type)
+
+        async def body() -> AsyncIterator[bytes]:  # one frame in memory at a time
+            for n, i in enumerate(indices, start=1):
+                frame = await run_in_threadpool(read, path, ds, i)
+                head = mp.part_head(f"{part_type}; transfer-syntax={ts}", f"{url}#{n}", len(frame))
+                yield head + frame + mp.PART_END
+            yield mp.close()
+
+        return StreamingResponse(body(), media_type=mp.content_type)
 
     async def bulkdata(self, request: Request) -> Response:
         item = await self._item(request)
