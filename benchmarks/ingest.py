@@ -181,7 +181,8 @@ class Receiver:
 def perfnode(work: Path, max_pdu: int | None = None) -> Receiver:
     port = free_port()
     data = work / f"perfnode-{max_pdu or 'default'}"
-    cmd = [sys.executable, "-m", "perfnode.cli", "serve", "--port", str(port), "--data", str(data)]
+    cmd = [sys.executable, "-m", "perfnode.cli", "serve", "--no-web", "--port", str(port),
+           "--data", str(data)]
     if max_pdu:
         cmd += ["--max-pdu", str(max_pdu)]
     return Receiver(f"perfnode{f' (max PDU {max_pdu // 1024} KB)' if max_pdu else ''}", cmd, port, data,

@@ -282,6 +282,7 @@ def move_bench(tmp: Path, n: int, size: int, repeat: int) -> float:
                     "-m",
                     "perfnode.cli",
                     "serve",
+                    "--no-web",
                     "--port",
                     str(node_port),
                     "--data",
