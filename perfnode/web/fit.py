@@ -1,6 +1,10 @@
-"""The fit at one voxel or ROI, for the viewer: the same indicator-dilution deconvolution the pipeline
-runs (:mod:`perfnode.perfusion.deconvolution`), on the curve the viewer measured, against the AIF the
-map's provenance records. Returns the reconvolved (fitted) curve and the voxel's CBF, CBV, MTT, Tmax.
+"""The fit at one voxel or ROI, for the viewer.
+
+* Bolus tracking (DSC, CT): the same indicator-dilution deconvolution the pipeline runs
+  (:mod:`perfnode.perfusion.deconvolution`), on the curve the viewer measured, against the AIF the map's
+  provenance records: the reconvolved (fitted) curve and the voxel's CBF, CBV, MTT, Tmax.
+* Tracer-kinetic models (DCE: Tofts, extended Tofts, Patlak): the model curve of the fitted parameters
+  at the voxel (the maps' values) with the recorded AIF (:mod:`perfnode.perfusion.pk_models`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from scipy.integrate import trapezoid
 
 from perfnode.perfusion.deconvolution import METHODS, SvdDeconvolver, residue_peak
 from perfnode.perfusion.dsc import uniform_grid
+from perfnode.perfusion.pk_models import extended_tofts, patlak, tofts
 from perfnode.web.errors import BadRequest
 
 MAX_SAMPLES = 2048
@@ -27,8 +32,47 @@ def _curve(body: dict[str, Any], key: str) -> np.ndarray:
     return values
 
 
+PK_MODELS = ("tofts", "extended_tofts", "patlak")
+
+
+def _number(body: dict[str, Any], key: str) -> float:
+    try:
+        return float(body[key])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest(f"{key}: a number is required for model {body.get('model')!r}") from None
+
+
+def model_curve(body: dict[str, Any]) -> dict[str, Any]:
+    """``{model, times_s, aif (plasma, mM), ktrans_per_min, kep_per_min | ps_per_min, vp}`` → the model's
+    tissue concentration curve (mM) with those parameters."""
+    t, aif = _curve(body, "times_s"), _curve(body, "aif")
+    if t.size != aif.size or not np.all(np.diff(t) > 0):
+        raise BadRequest("times_s must increase and match aif in length")
+    t_min = (t - t[0]) / 60.0  # the parameters are per minute
+    model = body["model"]
+    if model == "tofts":
+        curve = tofts(t_min, aif, _number(body, "ktrans_per_min"), _number(body, "kep_per_min"))
+    elif model == "extended_tofts":
+        curve = extended_tofts(
+            t_min, aif, _number(body, "ktrans_per_min"), _number(body, "kep_per_min"), _number(body, "vp")
+        )
+    else:
+        curve = patlak(t_min, aif, _number(body, "ps_per_min"), _number(body, "vp"))
+    fitted = np.asarray(curve, dtype=np.float64).ravel()
+    return {
+        "method": model,
+        "times_s": [float(v) for v in t],
+        "fitted": [float(v) if np.isfinite(v) else None for v in fitted],
+        "unit": "mM",
+    }
+
+
 def fit_curve(body: dict[str, Any]) -> dict[str, Any]:
     """``{times_s, tissue, aif, method, kh_over_rho}`` → fitted curve and parameters (see module doc)."""
+    if body.get("model") in PK_MODELS:
+        return model_curve(body)
+    if body.get("model") is not None:
+        raise BadRequest(f"model {body['model']!r}: one of {', '.join(PK_MODELS)} (or none: deconvolution)")
     t, tissue, aif = _curve(body, "times_s"), _curve(body, "tissue"), _curve(body, "aif")
     if not (t.size == tissue.size == aif.size):
         raise BadRequest(f"times_s, tissue and aif differ in length ({t.size}, {tissue.size}, {aif.size})")

@@ -209,8 +209,12 @@ def test_viewports_by_in_stack_position(page, study):
         # placed by the Dimension Index Value of the In-Stack Position dimension (its index in the phantom's
         # Dimension Index Sequence: Stack ID, In-Stack Position Number, Temporal Position Index)
         assert c.get_attribute("data-dimension-index-value") == c.get_attribute("data-in-stack-position")
-        assert page.locator("#dimension-viewports figcaption").nth(i).inner_text().startswith(
-            f"Dimension Index Values[2] = {c.get_attribute('data-dimension-index-value')}")
+        assert (
+            page.locator("#dimension-viewports figcaption")
+            .nth(i)
+            .inner_text()
+            .startswith(f"Dimension Index Values[2] = {c.get_attribute('data-dimension-index-value')}")
+        )
         assert [f["tpi"] for f in frames] == list(range(1, 21))  # that position's frames, in time order
         std, colours = image_stats(c.screenshot())
         assert std > 5 and colours > 5, "a viewport is blank"
@@ -343,3 +347,25 @@ def test_fit_endpoint_recovers_a_known_flow(web_node):
     assert out["r2"] > 0.98
     bad = requests.post(f"{web_node.url}/viewer/api/fit", json={"times_s": [1, 2]}, timeout=30)
     assert bad.status_code == 400
+
+
+def test_fit_endpoint_tracer_kinetic_model_curve(web_node):
+    """DCE: the model curve of a voxel's fitted parameters; with a constant plasma concentration the Tofts
+    curve is known in closed form, Ktrans/kep · (1 − e^(−kep·t)), plus vp·cp for the extended model."""
+    import numpy as np
+
+    t_s = np.arange(0, 601, 5.0)
+    body = {
+        "model": "extended_tofts",
+        "times_s": t_s.tolist(),
+        "aif": np.ones_like(t_s).tolist(),
+        "ktrans_per_min": 0.2,
+        "kep_per_min": 0.5,
+        "vp": 0.05,
+    }
+    r = requests.post(f"{web_node.url}/viewer/api/fit", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    expected = 0.05 + 0.2 / 0.5 * (1 - np.exp(-0.5 * t_s / 60))
+    assert np.allclose(r.json()["fitted"], expected, rtol=0.01, atol=1e-3)
+    r = requests.post(f"{web_node.url}/viewer/api/fit", json={**body, "vp": "x"}, timeout=30)
+    assert r.status_code == 400 and "vp" in r.text

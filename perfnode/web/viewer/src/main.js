@@ -419,7 +419,7 @@ function concentration(signal, prov) {
   const base = signal.slice(b0, Math.max(b0 + 1, b1));
   const s0 = base.reduce((a, b) => a + b, 0) / base.length;
   const te = (prov && prov.te_s) || state.source.object.echoTimeS;
-  const technique = prov ? String(prov.technique || "") : "";
+  const technique = prov ? String(prov.technique || "").toUpperCase() : "";
   if (technique.startsWith("DSC") && te && s0 > 0) {
     return { values: signal.map((s) => (s > 0 ? -Math.log(s / s0) / te : NaN)), label: "ΔR2* (1/s)" };
   }
@@ -429,7 +429,7 @@ function concentration(signal, prov) {
 let signalChart = null;
 let concChart = null;
 
-function chart(canvas, old, title, labels, datasets, yLabel) {
+function chart(canvas, old, title, labels, datasets, yLabel, aifLabel = `AIF ${yLabel}`) {
   if (old) old.destroy();
   return new Chart(canvas, {
     type: "line",
@@ -441,7 +441,7 @@ function chart(canvas, old, title, labels, datasets, yLabel) {
         x: { type: "linear", title: { display: true, text: "time (s)" } },
         y: { title: { display: true, text: yLabel } },
         ...(datasets.some((d) => d.yAxisID === "aif")
-          ? { aif: { position: "right", title: { display: true, text: `AIF ${yLabel}` }, grid: { drawOnChartArea: false } } }
+          ? { aif: { position: "right", title: { display: true, text: aifLabel }, grid: { drawOnChartArea: false } } }
           : {}),
       },
     },
@@ -466,15 +466,31 @@ async function showCurves() {
     datasets.push({ label: "AIF (used by the fit, right axis)", data: pts(prov.aif_curve), borderColor: "#d62728",
       pointRadius: 1, yAxisID: "aif" });
     const voxels = prov.aif_voxels || prov.aif_voxels_zyx || [];
-    fitText += `<p>AIF: ${esc(prov.aif_source || "")} selection, ${voxels.length} voxel(s) at (z, y, x) ${
+    fitText += `<p>AIF: ${esc(prov.aif_source ? `${prov.aif_source} selection` : prov.aif || "")}, ${voxels.length} voxel(s) at (z, y, x) ${
       esc(voxels.map((v) => `(${v.join(", ")})`).join(" "))} (red squares on the images).</p>`;
+    const PK = ["tofts", "extended_tofts", "patlak"];
+    const mapValue = (key) => {
+      const m = state.maps.find((mm) => mm.provenance && mm.provenance.map && mm.provenance.map.key === key);
+      return m ? m.values[roi.z][roi.y0 * m.object.cols + roi.x0] : null;
+    };
+    const pkModel = PK.includes(prov.model) ? prov.model : null;
+    const request = pkModel
+      ? { model: pkModel, times_s: t, aif: prov.aif_curve, ktrans_per_min: mapValue("ktrans"),
+        kep_per_min: mapValue("kep") ?? (mapValue("ktrans") / mapValue("ve")), vp: mapValue("vp") ?? 0,
+        ps_per_min: mapValue("ps") }
+      : { times_s: t, tissue: conc.values, aif: prov.aif_curve, method: prov.method || "osvd",
+        kh_over_rho: prov.kh_over_rho || 1.0 };
     try {
       const res = await fetch(new URL("api/fit", window.location.href), {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ times_s: t, tissue: conc.values, aif: prov.aif_curve, method: prov.method || "osvd",
-          kh_over_rho: prov.kh_over_rho || 1.0 }),
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
       });
-      if (res.ok) {
+      if (res.ok && pkModel) {
+        const fit = await res.json();
+        datasets.push({ label: `model curve (${pkModel}, the voxel's fitted parameters; right axis)`, data: pts(fit.fitted),
+          borderColor: "#9467bd", borderDash: [6, 3], pointRadius: 0, yAxisID: "aif" });
+        fitText += `<p id="fit-result" data-model="${esc(pkModel)}">Fit: ${esc(pkModel)}, Ktrans ${formatValue(request.ktrans_per_min)} /min, `
+          + `kep ${formatValue(request.kep_per_min)} /min, vp ${formatValue(request.vp)}</p>`;
+      } else if (res.ok) {
         const fit = await res.json();
         datasets.push({ label: `fit (${fit.method}, R² ${formatValue(fit.r2)})`, data: pts(fit.fitted), borderColor: "#9467bd",
           borderDash: [6, 3], pointRadius: 0 });
@@ -491,7 +507,8 @@ async function showCurves() {
     const v = m.values[roi.z][roi.y0 * m.object.cols + roi.x0];
     fitText += `<span class="map-value" data-map="${esc(m.label)}" data-value="${v}">${esc(m.label)} ${formatValue(v)} ${esc(m.unit)}</span> `;
   }
-  concChart = chart($("conc-chart"), concChart, "Concentration, AIF and fit", t, datasets, conc.label);
+  const aifLabel = prov && prov.aif_units ? `AIF ${prov.aif_units}` : prov && prov.model ? "AIF, model (mM plasma / tissue)" : undefined;
+  concChart = chart($("conc-chart"), concChart, "Concentration, AIF and fit", t, datasets, conc.label, aifLabel);
   $("fit-info").innerHTML = fitText;
   renderAll();
 }
