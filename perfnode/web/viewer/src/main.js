@@ -187,7 +187,7 @@ async function loadMap(object, seriesUID) {
   const sample = [];
   // a map frame per source slice: nearest position along the slice normal (any standard Parametric Map)
   for (let z = 0; z < src.nz; z++) {
-    const pos = src.grid[0][z].position;
+    const pos = (src.grid.map((row) => row[z]).find((f) => f) || {}).position;
     let best = null;
     for (const f of object.frames) if (!best || Math.abs(f.position - pos) < Math.abs(best.position - pos)) best = f;
     const r = raw.get(`${best.sop}#${best.indexInInstance}`);
@@ -392,6 +392,10 @@ function curveAt(roi) {
   const out = [];
   for (let t = 0; t < object.nt; t++) {
     const f = object.grid[t][roi.z];
+    if (!f) {
+      out.push(NaN); // no frame at this slice and time point
+      continue;
+    }
     const v = values.get(f.frameNumber);
     let sum = 0;
     let n = 0;
@@ -408,8 +412,12 @@ function times() {
   const { object } = state.source;
   const prov = state.maps.map((m) => m.provenance).find((p) => p && p.times_s);
   if (prov && prov.times_s.length === object.nt) return prov.times_s;
-  const t0 = object.grid[0][0].acquisitionTime;
-  if (t0 !== null) return object.grid.map((row) => row[0].acquisitionTime - t0);
+  // the first time source that increases through the time points: frame/acquisition times, Trigger Time
+  const firstOf = (row) => row.find((f) => f) || {};
+  for (const key of ["acquisitionTime", "triggerTimeS"]) {
+    const values = object.grid.map((row) => firstOf(row)[key] ?? NaN);
+    if (values.every((v, i) => Number.isFinite(v) && (i === 0 || v > values[i - 1]))) return values.map((v) => v - values[0]);
+  }
   return object.grid.map((_, t) => t);
 }
 

@@ -66,20 +66,24 @@ function dateTimeSeconds(dt) {
 }
 
 /**
- * One object from the instances of a series: instances sharing a Concatenation UID are one object
- * (PERF 4.16.4.2.2.7), in In-Concatenation Number order, frames numbered through the concatenation.
- * Returns [{concatenationUID, instances, frames, ...}] — one entry per object in the series.
+ * The objects of a series: instances sharing a Concatenation UID are one object (PERF 4.16.4.2.2.7), in
+ * In-Concatenation Number order, frames numbered through the concatenation. Other instances of the same
+ * kind (SOP class, matrix; not Parametric Maps, one map each) are put together into one 4-D set — one image per slice and time point, or one
+ * multi-frame instance per time point — placed by position and time. Largest first.
  */
 export function buildObjects(datasets) {
   const groups = new Map();
   for (const ds of datasets) {
-    const key = ds.ConcatenationUID || ds.SOPInstanceUID;
+    // a Parametric Map instance is one map (one quantity): never merged with the others of its series
+    const key = ds.ConcatenationUID ? `concatenation ${ds.ConcatenationUID}`
+      : ds.SOPClassUID === PARAMETRIC_MAP ? `map ${ds.SOPInstanceUID}` : `series ${ds.SOPClassUID} ${ds.Rows}x${ds.Columns}`;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(ds);
   }
   const objects = [];
   for (const [key, parts] of groups) {
-    parts.sort((a, b) => (a.InConcatenationNumber || a.InstanceNumber || 0) - (b.InConcatenationNumber || b.InstanceNumber || 0));
+    const order = (ds) => Number(ds.InConcatenationNumber ?? ds.InstanceNumber ?? 0);
+    parts.sort((a, b) => order(a) - order(b) || String(a.SOPInstanceUID).localeCompare(String(b.SOPInstanceUID)));
     objects.push(buildObject(key, parts));
   }
   objects.sort((a, b) => b.frames.length - a.frames.length);
@@ -94,7 +98,8 @@ function buildObject(key, parts) {
   }));
   for (const ds of parts) {
     const n = Number(ds.NumberOfFrames || 1);
-    const offset = ds.ConcatenationFrameOffsetNumber !== undefined ? Number(ds.ConcatenationFrameOffsetNumber) : frames.length;
+    const offset = ds.ConcatenationUID && ds.ConcatenationFrameOffsetNumber !== undefined
+      ? Number(ds.ConcatenationFrameOffsetNumber) : frames.length;
     for (let i = 0; i < n; i++) {
       const content = groupAttr(ds, i, "FrameContentSequence") || {};
       const plane = groupAttr(ds, i, "PlanePositionSequence") || {};
@@ -111,7 +116,10 @@ function buildObject(key, parts) {
         stackId: content.StackID !== undefined ? String(content.StackID) : null,
         inStackPos: content.InStackPositionNumber !== undefined ? Number(content.InStackPositionNumber) : null,
         dimIndexValues: items(content.DimensionIndexValues).map(Number),
-        acquisitionTime: dateTimeSeconds(content.FrameAcquisitionDateTime || content.FrameReferenceDateTime),
+        acquisitionTime: dateTimeSeconds(content.FrameAcquisitionDateTime || content.FrameReferenceDateTime
+          || ds.AcquisitionDateTime || (ds.AcquisitionTime ? `${ds.AcquisitionDate || ds.ContentDate || "19700101"}${ds.AcquisitionTime}` : null)),
+        temporalPosition: ds.TemporalPositionIdentifier !== undefined ? Number(ds.TemporalPositionIdentifier) : null,
+        triggerTimeS: ds.TriggerTime !== undefined && ds.TriggerTime !== "" ? Number(ds.TriggerTime) / 1000 : null,
         frameType: frameType(ds, i),
         ipp,
         iop,
@@ -130,7 +138,16 @@ function buildObject(key, parts) {
   // slices (by In-Stack Position, else by position) and time points (by Temporal Position Index, else time)
   const hasPerfIndices = frames.every((f) => f.tpi !== null && f.inStackPos !== null);
   const sliceKey = (f) => (hasPerfIndices ? `${f.stackId}/${f.inStackPos}` : f.position.toFixed(3));
-  const timeKey = (f) => (hasPerfIndices ? f.tpi : f.acquisitionTime ?? f.frameNumber);
+  // without PERF indices: Temporal Position Identifier (classic images), else the n-th frame at that
+  // position in acquisition order (slices of one time point are acquired at different times)
+  const seen = new Map();
+  const byTime = [...frames].sort((a, b) => (a.acquisitionTime ?? 0) - (b.acquisitionTime ?? 0) || a.frameNumber - b.frameNumber);
+  for (const f of byTime) {
+    const k = sliceKey(f);
+    f.repeat = seen.get(k) ?? 0;
+    seen.set(k, f.repeat + 1);
+  }
+  const timeKey = (f) => (hasPerfIndices ? f.tpi : f.temporalPosition ?? f.repeat);
   const sliceKeys = [...new Set(frames.map(sliceKey))];
   const slicePos = new Map(sliceKeys.map((k) => [k, frames.find((f) => sliceKey(f) === k).position]));
   sliceKeys.sort((a, b) => slicePos.get(a) - slicePos.get(b));
