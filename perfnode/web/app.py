@@ -132,19 +132,27 @@ class Services:
         base = base_url(request)
         limit = req.limit
 
-        def matches() -> Iterator[dict]:
-            n = 0
+        def collect() -> tuple[list, bool]:
+            """Up to ``limit`` matches, and whether there are more (bounded by max_qido_results)."""
+            found: list = []
             for page in pages:
-                for ds in page:
-                    if n >= limit:
-                        return
-                    url = f"{base}/studies/{ds.StudyInstanceUID}"
-                    if level in ("SERIES", "IMAGE"):
-                        url += f"/series/{ds.SeriesInstanceUID}"
-                    if level == "IMAGE":
-                        url += f"/instances/{ds.SOPInstanceUID}"
-                    n += 1
-                    yield qido.to_json(ds, url)
+                found.extend(page)
+                if len(found) > limit:
+                    return found[:limit], True
+            return found, False
+
+        found, more = await run_in_threadpool(collect)
+        if more:  # PS3.18 10.6.3.3.1
+            req.warnings.append("There are additional results that can be requested")
+
+        def matches() -> Iterator[dict]:
+            for ds in found:
+                url = f"{base}/studies/{ds.StudyInstanceUID}"
+                if level in ("SERIES", "IMAGE"):
+                    url += f"/series/{ds.SeriesInstanceUID}"
+                if level == "IMAGE":
+                    url += f"/instances/{ds.SOPInstanceUID}"
+                yield qido.to_json(ds, url)
 
         headers = {"Warning": ", ".join(f'299 perfnode "{w}"' for w in req.warnings)} if req.warnings else {}
         return StreamingResponse(

@@ -185,6 +185,9 @@ def test_qido_includefield_limit_offset(web_node, data):
     page1 = get(f"{web_node.dicomweb}/instances", params={"limit": 4}).json()
     page2 = get(f"{web_node.dicomweb}/instances", params={"limit": 4, "offset": 4}).json()
     assert len(page1) == 4 and len(page2) == 2
+    r = get(f"{web_node.dicomweb}/instances", params={"limit": 4})
+    assert "There are additional results that can be requested" in r.headers["Warning"]  # PS3.18 10.6.3.3.1
+    assert "Warning" not in get(f"{web_node.dicomweb}/instances", params={"limit": 4, "offset": 4}).headers
     assert uids(page1, "00080018") | uids(page2, "00080018") == uids(everything, "00080018")
 
 
