@@ -126,10 +126,13 @@ async function loadFrames(object) {
   const out = new Map();
   for (const ds of object.instances) {
     const n = Number(ds.NumberOfFrames || 1);
-    const frames = await client.retrieveInstanceFrames({
-      studyInstanceUID: state.study, seriesInstanceUID: ds.SeriesInstanceUID, sopInstanceUID: ds.SOPInstanceUID,
-      frameNumbers: Array.from({ length: n }, (_, i) => i + 1), mediaTypes: NATIVE,
-    });
+    const frames = [];
+    for (let start = 1; start <= n; start += 256) { // a few hundred frame numbers per URL
+      frames.push(...await client.retrieveInstanceFrames({
+        studyInstanceUID: state.study, seriesInstanceUID: ds.SeriesInstanceUID, sopInstanceUID: ds.SOPInstanceUID,
+        frameNumbers: Array.from({ length: Math.min(256, n - start + 1) }, (_, i) => start + i), mediaTypes: NATIVE,
+      }));
+    }
     frames.forEach((f, i) => {
       const buffer = f instanceof ArrayBuffer ? f : f.buffer.slice(f.byteOffset, f.byteOffset + f.byteLength);
       out.set(`${ds.SOPInstanceUID}#${i}`, { buffer, ds, index: i });
