@@ -12,6 +12,13 @@ then cut out of a 2-D byte array at fixed offsets. Anything irregular (undefined
 overrun) goes through the element walker, which is also the reference the tests compare against.
 Datasets built in memory and other encodings fall back to pydicom's attribute access; all paths give
 the same values.
+
+This is perfnode's one reader of a frame's attributes (assembly, PERF checks, QC facts, the Parametric Map
+writer): a path is macro keyword(s) then attribute keyword, e.g. ``("PixelMeasuresSequence",
+"PixelSpacing")``; private attributes are named through their private creator with :class:`Private`
+(``Private("Philips MR Imaging DD 005", 0x2005, 0x0F)`` is (2005,xx0F) in the block that creator
+reserved, found item by item). A classic single-frame image is read as one frame whose "functional
+groups" are its top-level attributes (:data:`CLASSIC`: the classic keyword of a macro attribute).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
@@ -303,10 +310,52 @@ def fast_columns(buf: bytes) -> tuple[dict[TagPath, RawColumn], int] | None:
     return b.columns, len(spans)
 
 
+@dataclass(frozen=True)
+class Private:
+    """A private attribute named by its creator: ``(group, xxEE)`` in the block ``creator`` reserved."""
+
+    creator: str
+    group: int
+    element: int  # the low byte (0x00–0xFF) of the element number
+
+    def __str__(self) -> str:
+        return f"({self.group:04X},xx{self.element:02X}) of {self.creator!r}"
+
+    def tag_in(self, item: Dataset | None) -> int | None:
+        """The tag this attribute has in ``item`` (its creator's block there); None when not reserved."""
+        if item is None:
+            return None
+        for block in range(0x10, 0x100):
+            creator = item.get((self.group, block))
+            if creator is None:
+                continue
+            if str(creator.value).strip() == self.creator:
+                return self.group << 16 | block << 8 | self.element
+        return None
+
+
+Step = str | int | Private
+#: a path step after :func:`_path`: a tag, or a :class:`Private` resolved item by item
+Tag_ = int | Private
+
+#: classic (single-frame) keyword of a functional-group attribute, where it is not the same keyword
+CLASSIC: dict[tuple[str, str], str] = {
+    ("FrameContentSequence", "TemporalPositionIndex"): "TemporalPositionIdentifier",
+    ("FrameContentSequence", "FrameAcquisitionDateTime"): "AcquisitionDateTime",
+    ("MREchoSequence", "EffectiveEchoTime"): "EchoTime",
+    ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"): "TriggerTime",
+    ("MRModifierSequence", "InversionTimes"): "InversionTime",
+    ("MRDiffusionSequence", "DiffusionGradientDirectionSequence"): "DiffusionGradientOrientation",
+}
+
+
 @lru_cache(maxsize=512)
-def _path(keywords: tuple[str, ...]) -> tuple[int, ...]:
-    tags = []
+def _path(keywords: tuple[Step, ...]) -> tuple[Tag_, ...]:
+    tags: list[Tag_] = []
     for kw in keywords:
+        if isinstance(kw, (int, Private)):
+            tags.append(kw)
+            continue
         t = tag_for_keyword(kw)
         if t is None:
             raise KeyError(kw)
@@ -314,16 +363,22 @@ def _path(keywords: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(tags)
 
 
-def _navigate(item: Dataset | None, tags: tuple[int, ...]) -> Any:
+def _concrete(item: Dataset | None, t: Tag_) -> int | None:
+    return t.tag_in(item) if isinstance(t, Private) else t
+
+
+def _navigate(item: Dataset | None, tags: tuple[Tag_, ...]) -> Any:
     """Value at ``tags`` under ``item`` (first item of each sequence) with pydicom; None when absent."""
-    for t in tags[:-1]:
-        if item is None or t not in item:
+    for step in tags[:-1]:
+        t = _concrete(item, step)
+        if item is None or t is None or t not in item:
             return None
         seq = item[t].value
         item = seq[0] if seq else None
-    if item is None or tags[-1] not in item:
+    last = _concrete(item, tags[-1])
+    if item is None or last is None or last not in item:
         return None
-    value = item[tags[-1]].value
+    value = item[last].value
     if (
         value is None
         or value == ""
@@ -349,8 +404,12 @@ class FunctionalGroups:
         #: leaf columns read from the raw bytes (None: pydicom's parsed items in :attr:`frames`)
         self.raw: dict[TagPath, RawColumn] | None = None
         self.frames: list[Dataset] = []
+        #: a classic single-frame image: its top-level attributes are its one frame's groups
+        self.classic: Dataset | None = None
         elem = ds._dict.get(PER_FRAME)  # type: ignore[attr-defined]
-        if (
+        if elem is None and int(ds.get("NumberOfFrames") or 1) == 1 and shared is None:
+            self.classic, self.count = ds, 1
+        elif (
             isinstance(elem, RawDataElement)
             and elem.value is not None
             and elem.is_little_endian
@@ -382,47 +441,101 @@ class FunctionalGroups:
             self._macros[tag] = mask
         return mask
 
-    def value(self, index: int, *keywords: str) -> Any:
+    def value(self, index: int, *keywords: Step) -> Any:
         """Value at ``keywords`` (macro, …, attribute) for frame ``index``: per-frame, else shared."""
         tags = _path(tuple(keywords))
+        if self.classic is not None:
+            return self._classic(tags)
+        if any(isinstance(t, Private) for t in tags):
+            return self._private_value(index, tags)
         if self.raw is not None:
-            col = self.raw.get(tags)
+            col = self.raw.get(tags)  # type: ignore[arg-type]
             code = int(col.codes[index]) if col is not None else -1
             if code >= 0:
                 v = _decode(col.vrs[code], col.raws[code])  # type: ignore[union-attr]
                 if v is not None:
                     return v
-            elif self._macro(tags[0])[index]:
+            elif self._macro(tags[0])[index]:  # type: ignore[arg-type]
                 return None  # the macro is per-frame in this frame: no fallback to shared
         else:
             pf = self.frames[index]
             if tags[0] in pf and pf[tags[0]].value:
                 return _navigate(pf, tags)
-        return self._shared(tags)
+        return self._shared(tags)  # type: ignore[arg-type]
 
-    def column(self, *keywords: str) -> Column:
+    def _classic(self, tags: tuple[Tag_, ...]) -> Any:
+        """A classic image: the attribute at the top level (by its classic keyword, :data:`CLASSIC`)."""
+        last = tags[-1]
+        if isinstance(last, int):
+            kw = keyword_for_tag(last)
+            if kw in CLASSIC:
+                last = int(tag_for_keyword(CLASSIC[kw]))  # type: ignore[arg-type]
+        return _navigate(self.classic, (last,))
+
+    def _resolve_raw(self, index: int, tags: tuple[Tag_, ...]) -> TagPath | None:
+        """The concrete tag path of ``tags`` in frame ``index``'s per-frame item (raw columns)."""
+        assert self.raw is not None
+        out: list[int] = []
+        for step in tags:
+            if isinstance(step, int):
+                out.append(step)
+                continue
+            found = None
+            for block in range(0x10, 0x100):
+                col = self.raw.get((*out, step.group << 16 | block))
+                code = int(col.codes[index]) if col is not None else -1
+                if code >= 0 and str(_decode(col.vrs[code], col.raws[code]) or "").strip() == step.creator:
+                    found = step.group << 16 | block << 8 | step.element
+                    break
+            if found is None:
+                return None
+            out.append(found)
+        return tuple(out)
+
+    def _private_value(self, index: int, tags: tuple[Tag_, ...]) -> Any:
+        """:meth:`value` of a path with private steps, resolved through their creators item by item."""
+        if self.raw is not None:
+            path = self._resolve_raw(index, tags)
+            col = self.raw.get(path) if path is not None else None
+            code = int(col.codes[index]) if col is not None else -1
+            if code >= 0:
+                v = _decode(col.vrs[code], col.raws[code])  # type: ignore[union-attr]
+                if v is not None:
+                    return v
+            first = self._resolve_raw(index, tags[:1])
+            if first is not None and self._macro(first[0])[index]:
+                return None
+        else:
+            pf = self.frames[index]
+            first = _concrete(pf, tags[0])
+            if first is not None and first in pf and pf[first].value:
+                return _navigate(pf, tags)
+        return _navigate(self.shared, tags)
+
+    def column(self, *keywords: Step) -> Column:
         """:meth:`value` of every frame, as a :class:`Column` (decoded once per distinct value)."""
         tags = _path(tuple(keywords))
-        col = self._columns.get(tags)
+        col = self._columns.get(tags)  # type: ignore[arg-type]
         if col is None:
-            col = self._columns[tags] = self._build_column(tags, keywords)
+            col = self._columns[tags] = self._build_column(tags, keywords)  # type: ignore[index]
         return col
 
-    def _build_column(self, tags: TagPath, keywords: tuple[str, ...]) -> Column:
-        if self.raw is None:
-            return Column([self.value(i, *keywords) for i in range(self.count)], np.arange(self.count))
-        raw = self.raw.get(tags)
+    def _build_column(self, tags: tuple[Tag_, ...], keywords: tuple[Step, ...]) -> Column:
+        if self.raw is None or any(isinstance(t, Private) for t in tags):
+            values = [self.value(i, *keywords) for i in range(self.count)]
+            return _column_of(values)
+        raw = self.raw.get(tags)  # type: ignore[arg-type]
         decoded = [_decode(v, r) for v, r in zip(raw.vrs, raw.raws, strict=True)] if raw is not None else []
         absent, shared = len(decoded), len(decoded) + 1
-        codes = np.where(self._macro(tags[0]), absent, shared)
+        codes = np.where(self._macro(tags[0]), absent, shared)  # type: ignore[arg-type]
         if raw is not None:
             ok = np.array([v is not None for v in decoded] + [False], bool)  # −1 → the False at the end
             here = raw.codes >= 0
             codes[here] = shared  # present but empty: the shared value, as in :meth:`value`
             codes[ok[raw.codes]] = raw.codes[ok[raw.codes]]
-        return Column([*decoded, None, self._shared(tags)], codes)
+        return Column([*decoded, None, self._shared(tags)], codes)  # type: ignore[arg-type]
 
-    def ints(self, *keywords: str) -> np.ndarray | None:
+    def ints(self, *keywords: Step) -> np.ndarray | None:
         """Every frame's integer values at ``keywords`` as a (frames × values) array, when each frame has
         its own (per-frame, non-empty, binary integer, same number of values); else None."""
         col = self.raw.get(_path(tuple(keywords))) if self.raw is not None else None
@@ -438,6 +551,8 @@ class FunctionalGroups:
     def has(self, index: int, keyword: str) -> bool:
         """Is macro ``keyword`` present for frame ``index`` (per-frame or shared)?"""
         t = _path((keyword,))[0]
+        if self.classic is not None:
+            return False
         if self.raw is not None:
             if self._macro(t)[index]:
                 return True
@@ -448,6 +563,8 @@ class FunctionalGroups:
     def has_column(self, keyword: str) -> np.ndarray:
         """Per frame: is macro ``keyword`` present (per-frame or shared)?"""
         t = _path((keyword,))[0]
+        if self.classic is not None:
+            return np.zeros(1, bool)
         if self.shared is not None and t in self.shared and bool(self.shared[t].value):
             return np.ones(self.count, bool)
         if self.raw is not None:
@@ -456,6 +573,25 @@ class FunctionalGroups:
 
     def __len__(self) -> int:
         return self.count
+
+
+def _column_of(values: list[Any]) -> Column:
+    """A :class:`Column` of per-frame values (equal values share one entry, compared by ``repr``)."""
+    index: dict[str, int] = {}
+    distinct: list[Any] = []
+    codes = np.empty(len(values), np.int64)
+    for i, v in enumerate(values):
+        k = index.get(key := repr(v))
+        if k is None:
+            k = index[key] = len(distinct)
+            distinct.append(v)
+        codes[i] = k
+    return Column(distinct, codes)
+
+
+def frame_value(ds: Dataset, frame: int, *path: Step) -> Any:
+    """One frame's attribute (0-based ``frame``), per-frame before shared; classic images as frame 0."""
+    return functional_groups(ds).value(frame, *path)
 
 
 def raw_element(ds: Dataset, tag: int) -> RawDataElement | None:

@@ -501,53 +501,10 @@ def timing_facts(times_s: np.ndarray | Sequence[float], source: str = "frame tim
 def frame_times(datasets: Sequence[Dataset]) -> np.ndarray | None:
     """Start time (s, from the first) of each time point of a classic or enhanced series, if known.
 
-    Frames are grouped into time points by TemporalPositionIdentifier / TemporalPositionIndex (a
-    time point starts at its earliest frame); without them, the times of one slice position are the
-    time points (so the slices of a 2D multi-slice volume are not counted as time points).
-    Returns None when the headers give no times. :mod:`perfnode.dicom.frames` does the full
-    assembly; this is the header-only reading for ``perfnode check``.
+    The assembly's own timing (:func:`perfnode.dicom.assembly.series_times`: the first time source that
+    varies, Temporal Position Index, per-slice times), read from the headers alone for ``perfnode check``.
+    Returns None when the headers give no times.
     """
-    rows: list[tuple[Any, Any, float]] = []
-    for ds in datasets:
-        pf = ds.get("PerFrameFunctionalGroupsSequence")
-        if pf:
-            for item in pf:
-                fc = item.get("FrameContentSequence")
-                if not fc:
-                    continue
-                dt = fc[0].get("FrameAcquisitionDateTime")
-                pp = item.get("PlanePositionSequence")
-                where = tuple(np.round(np.asarray(pp[0].ImagePositionPatient, float), 2)) if pp else None
-                if dt:
-                    rows.append((fc[0].get("TemporalPositionIndex"), where, _dt_seconds(str(dt))))
-            continue
-        tm = ds.get("AcquisitionTime") or ds.get("ContentTime")
-        if tm:
-            date = str(ds.get("AcquisitionDate") or ds.get("ContentDate") or "19000101")
-            ipp = ds.get("ImagePositionPatient")
-            where = tuple(np.round(np.asarray(ipp, float), 2)) if ipp else None
-            rows.append((ds.get("TemporalPositionIdentifier"), where, _dt_seconds(date + str(tm))))
-    if not rows:
-        return None
-    if all(p is not None for p, _, _ in rows) and len({p for p, _, _ in rows}) > 1:
-        start: dict[Any, float] = {}
-        for p, _, sec in rows:
-            start[p] = min(sec, start.get(p, sec))
-        t = np.array(sorted(start.values()))
-    else:
-        by_slice: dict[Any, list[float]] = {}
-        for _, where, sec in rows:
-            by_slice.setdefault(where, []).append(sec)
-        t = np.unique(max(by_slice.values(), key=len))
-    return t - t[0]
+    from perfnode.dicom.assembly import series_times
 
-
-def _dt_seconds(dt: str) -> float:
-    """DICOM DT/DA+TM ``YYYYMMDDHHMMSS.FFFFFF`` → seconds (days counted from year 0, good for differences)."""
-    from datetime import datetime
-
-    s = dt.split("+")[0].split("-")[0]
-    main, _, frac = s.partition(".")
-    main = (main + "000000")[:14]
-    d = datetime.strptime(main, "%Y%m%d%H%M%S")
-    return d.toordinal() * 86400.0 + d.hour * 3600 + d.minute * 60 + d.second + float("0." + (frac or "0"))
+    return series_times(list(datasets))

@@ -14,10 +14,14 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from perfnode.dicom.assembly import _rescale
 from perfnode.dicom.concatenation import check_parts
-from perfnode.dicom.frames import _parse_dt, _rescale, _rows, _strptime_dt, _table, frame_table
+from perfnode.dicom.frame_table import _rows, frame_table
+from perfnode.dicom.frame_table import table as _table
 from perfnode.dicom.groups import PER_FRAME, FunctionalGroups, fast_columns, walk_columns
 from perfnode.dicom.perf import check_dataset, check_series
+from perfnode.dicom.timing import parse_dt as _parse_dt
+from perfnode.dicom.timing import strptime_dt as _strptime_dt
 from perfnode.phantoms import RULES, Size, make
 from perfnode.phantoms.enhanced import item
 from tests.dicom import sample
@@ -337,7 +341,7 @@ def test_ints_only_when_every_frame_has_its_own_integers(phantoms):
 
 @pytest.mark.parametrize("chunk_frames", [1, 3, 7, 40])
 def test_frames_read_from_the_file_in_chunks_equal_the_array(tmp_path, monkeypatch, chunk_frames):
-    from perfnode.dicom import frames
+    from perfnode.dicom import assembly as frames
 
     rng = np.random.default_rng(2)
     px = rng.integers(-2000, 2000, (40, 5, 4)).astype("<i2")
