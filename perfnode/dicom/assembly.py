@@ -364,6 +364,9 @@ def _asl_contexts(frames: _Table, headers: list[Dataset], t_code: np.ndarray,
     if ctx and set(ctx) == {M0}:
         notes.append("every frame's ASL context is M_ZERO_SCAN: an M0 series")
         return None, ""
+    if any(c is not None for c in ctx) and not set(ASL_ORDER) <= set(ctx):
+        notes.append(f"ASL context {sorted({str(c) for c in ctx})} in every frame: no label/control pairs")
+        return None, ""
     if any(c is not None for c in ctx):
         if None in ctx:
             raise AssemblyError("(0018,9257) ASLContext: present in some frames only")
