@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from perfnode.dicom import timing
@@ -43,6 +44,10 @@ DEFER = 1024 * 1024
 CHUNK_BYTES = 1024 * 1024  # frames read from the file at a time (stays in the CPU cache)
 ASL_ORDER = ("CONTROL", "LABEL")
 M0 = "M_ZERO_SCAN"
+
+
+class NotDicomError(AssemblyError, InvalidDicomError):
+    """A file that is not DICOM (both an :class:`AssemblyError` and pydicom's ``InvalidDicomError``)."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,16 @@ Source = str | Path | Dataset
 
 
 def read_header(src: Source) -> Dataset:
-    """The dataset with pixel data deferred (files) or as given (datasets)."""
+    """The dataset with pixel data deferred (files) or as given (datasets); :class:`AssemblyError` in
+    one line for a file that is missing, unreadable or not DICOM."""
     if isinstance(src, Dataset):
         return src
-    return pydicom.dcmread(src, defer_size=DEFER)
+    try:
+        return pydicom.dcmread(src, defer_size=DEFER)
+    except InvalidDicomError as e:
+        raise NotDicomError(f"{src}: not a DICOM file ({e})") from None
+    except OSError as e:
+        raise AssemblyError(f"{src}: cannot be read ({e.strerror or e})") from None
 
 
 def group_series(sources: Iterable[Source]) -> dict[str, list[Dataset]]:
@@ -189,6 +200,17 @@ def series_times(headers: Sequence[Source]) -> np.ndarray | None:
     return None if not len(t) else np.sort(t) - np.min(t)
 
 
+def _named_table(ds: Dataset, source: int) -> _Table:
+    """:func:`table`, its errors naming the file the frames came from."""
+    try:
+        return table(ds, source)
+    except AssemblyError as e:
+        name = getattr(ds, "filename", None)
+        if name and str(name) not in str(e):
+            raise AssemblyError(f"{name}: {e}") from None
+        raise
+
+
 def _any_table(ds: Dataset, source: int) -> _Table:
     """:func:`table`, or for a header without geometry a row with its times only (position NaN)."""
     try:
@@ -228,7 +250,7 @@ def plan(sources: Sequence[Source]) -> Plan:
         raise AssemblyError("no instances given")
     headers = [read_header(s) for s in sources]
     _check_headers(headers)
-    frames = _Table.concat([table(h, k) for k, h in enumerate(headers)])
+    frames = _Table.concat([_named_table(h, k) for k, h in enumerate(headers)])
     notes = list(frames.notes)
     warnings: list[AssemblyWarning] = []
     geometry, z_code, z_values = slices(frames, headers[0])
@@ -504,13 +526,19 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
         idx = np.flatnonzero(frames.source == k)
         if not len(idx):
             continue
-        px = _pixels(headers[k], srcs[k], frames.mosaics.get(k))
-        inside = idx[flat[idx] >= 0]
-        _rescale(px, out, frames.index[inside], flat[inside], frames.slope[inside], frames.intercept[inside])
-        m0_here = idx[m0_slot[idx] >= 0]
-        if m0 is not None and len(m0_here):
-            _rescale(px, m0.reshape(-1, rows, cols), frames.index[m0_here], m0_slot[m0_here],
-                     frames.slope[m0_here], frames.intercept[m0_here])
+        try:
+            px = _pixels(headers[k], srcs[k], frames.mosaics.get(k))
+            inside = idx[flat[idx] >= 0]
+            _rescale(px, out, frames.index[inside], flat[inside], frames.slope[inside],
+                     frames.intercept[inside])
+            m0_here = idx[m0_slot[idx] >= 0]
+            if m0 is not None and len(m0_here):
+                _rescale(px, m0.reshape(-1, rows, cols), frames.index[m0_here], m0_slot[m0_here],
+                         frames.slope[m0_here], frames.intercept[m0_here])
+        except (ValueError, OSError, AttributeError, NotImplementedError, RuntimeError) as e:
+            where = getattr(headers[k], "filename", None) or headers[k].get("SOPInstanceUID", "?")
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise AssemblyError(f"{where}: (7FE0,0010) PixelData cannot be read: {first}") from None
         del px
     ok = flat >= 0
     frame_times = np.full(size, np.nan)

@@ -339,13 +339,12 @@ Step = str | int | Private
 Tag_ = int | Private
 
 #: classic (single-frame) keyword of a functional-group attribute, where it is not the same keyword
-CLASSIC: dict[tuple[str, str], str] = {
-    ("FrameContentSequence", "TemporalPositionIndex"): "TemporalPositionIdentifier",
-    ("FrameContentSequence", "FrameAcquisitionDateTime"): "AcquisitionDateTime",
-    ("MREchoSequence", "EffectiveEchoTime"): "EchoTime",
-    ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"): "TriggerTime",
-    ("MRModifierSequence", "InversionTimes"): "InversionTime",
-    ("MRDiffusionSequence", "DiffusionGradientDirectionSequence"): "DiffusionGradientOrientation",
+CLASSIC: dict[str, str] = {
+    "TemporalPositionIndex": "TemporalPositionIdentifier",
+    "FrameAcquisitionDateTime": "AcquisitionDateTime",
+    "EffectiveEchoTime": "EchoTime",
+    "NominalCardiacTriggerDelayTime": "TriggerTime",
+    "InversionTimes": "InversionTime",
 }
 
 
@@ -446,6 +445,8 @@ class FunctionalGroups:
         tags = _path(tuple(keywords))
         if self.classic is not None:
             return self._classic(tags)
+        if not 0 <= index < self.count:  # no such per-frame item (e.g. none at all): the shared value
+            return _navigate(self.shared, tags)
         if any(isinstance(t, Private) for t in tags):
             return self._private_value(index, tags)
         if self.raw is not None:

@@ -74,20 +74,13 @@ def is_perfusion_candidate(ds: Dataset) -> bool:
         return True
     if ds.SOPClassUID in CLASSIC:
         return ds.get("TemporalPositionIdentifier") is not None
-    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
-    ft = _frame_type(None, shared)
-    return ds.SOPClassUID in ENHANCED and bool(ft and len(ft) > 2 and ft[2] == "PERFUSION")
-
-
-def _frame_type(per_frame: Dataset | None, shared: Dataset) -> list[str] | None:
-    for src in (per_frame, shared):
-        if src is None:
-            continue
-        for kw in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence"):
-            seq = src.get(kw)
-            if seq and seq[0].get("FrameType") is not None:
-                return list(seq[0].FrameType)
-    return None
+    if ds.SOPClassUID not in ENHANCED:
+        return False
+    fg = functional_groups(ds)  # the first frame's Frame Type: per-frame, else shared
+    ft = fg.value(0, "MRImageFrameTypeSequence", "FrameType")
+    ft = ft or fg.value(0, "CTImageFrameTypeSequence", "FrameType")
+    values = [ft] if isinstance(ft, str) else list(ft or [])
+    return len(values) > 2 and values[2] == "PERFUSION"
 
 
 def _values(where: str, attr: str, values: list[str] | None) -> list[Finding]:

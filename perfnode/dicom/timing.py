@@ -104,56 +104,53 @@ def instance_times(ds: Dataset) -> dict[str, datetime | None]:
     }
 
 
-def _to_seconds(values: list[datetime | None]) -> np.ndarray:
-    known = [v for v in values if v is not None]
+def _seconds_of(kw: str, vals: list[Any]) -> tuple[np.ndarray, datetime | None]:
+    """Seconds of each frame from the source's earliest value (and that datetime, for DT sources)."""
+    if kw in RELATIVE:
+        s = np.array([v if v is not None else np.nan for v in vals], float)
+        return (s - np.nanmin(s) if not np.isnan(s).all() else s), None
+    known = {v for v in vals if v is not None}
     if not known:
-        return np.full(len(values), np.nan)
+        return np.full(len(vals), np.nan), None
     start = min(known)
-    cache: dict[datetime, float] = {}
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = np.nan
-        else:
-            s = cache.get(v)
-            if s is None:
-                s = cache[v] = (v - start).total_seconds()
-            out[i] = s
-    return out
+    sec = {v: (v - start).total_seconds() for v in known}
+    sec[None] = np.nan  # type: ignore[index]
+    return np.array([sec[v] for v in vals], float), start
 
 
 def choose(candidates: dict[str, list[Any]]) -> tuple[np.ndarray, str, datetime | None]:
     """Seconds of each frame (from the earliest), the source keyword, and the absolute start (datetimes).
 
-    ``candidates`` maps each source of :data:`SOURCES` to one value per frame: datetimes for sources 1–5
-    (None where absent), seconds for 6–7 (NaN where absent). See the module doc for the rule."""
+    ``candidates`` maps each source of :data:`SOURCES` to one value per frame: datetimes for sources 1–5,
+    seconds for 6–7, None where absent. See the module doc for the rule. Only the chosen source is
+    converted (the others are judged by their distinct values)."""
     n = len(next(iter(candidates.values()))) if candidates else 0
-    seconds: dict[str, np.ndarray] = {}
-    starts: dict[str, datetime | None] = {}
+    first_complete = None
     for kw in SOURCES:
         vals = candidates.get(kw)
-        if vals is None:
+        if vals is None or not n:
             continue
-        if kw in RELATIVE:
-            s = np.array([v if v is not None else np.nan for v in vals], float)
-            seconds[kw] = s - np.nanmin(s) if not np.isnan(s).all() else s
-            starts[kw] = None
-        else:
-            seconds[kw] = _to_seconds(list(vals))
-            known = [v for v in vals if v is not None]
-            starts[kw] = min(known) if known else None
-    complete = [kw for kw, s in seconds.items() if n and not np.isnan(s).any()]
-    varying = [kw for kw in complete if np.ptp(seconds[kw]) > 0]
-    if varying or complete:
-        kw = (varying or complete)[0]
-        return seconds[kw], kw, starts[kw]
-    # no source covers every frame: each frame's first found (datetimes before the relative ones)
+        distinct = set(vals)
+        if None in distinct or any(isinstance(v, float) and np.isnan(v) for v in distinct):
+            continue
+        if len(distinct) > 1:
+            s, start = _seconds_of(kw, vals)
+            return s, kw, start
+        first_complete = first_complete or kw
+    if first_complete is not None:
+        s, start = _seconds_of(first_complete, candidates[first_complete])
+        return s, first_complete, start
+    # no source covers every frame: each frame's first found (in the order of SOURCES)
     out = np.full(n, np.nan)
     used = np.full(n, "", object)
-    for kw, s in seconds.items():
+    starts: dict[str, datetime | None] = {}
+    for kw in SOURCES:
+        if kw not in candidates:
+            continue
+        s, starts[kw] = _seconds_of(kw, candidates[kw])
         todo = np.isnan(out) & ~np.isnan(s)
         out[todo], used[todo] = s[todo], kw
-    found = sorted({u for u in used.tolist() if u})
+    found = [k for k in SOURCES if k in set(used.tolist())]
     start = next((starts[k] for k in found if starts.get(k) is not None), None)
     return out, "/".join(found), start
 

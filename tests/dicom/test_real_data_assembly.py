@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from perfnode.dicom.frames import AssemblyError, assemble, plan
+from perfnode.dicom.frames import AssemblyError, assemble
 from tests.real_data import REAL_DATA, SERIES, series_files
 
 
@@ -239,12 +239,22 @@ def test_canon_dwi_time_first_dimension_order():
     np.testing.assert_allclose(v.geometry.positions @ v.geometry.normal, np.unique(np.round(z, 3)), atol=1e-3)
 
 
-def test_non_dicom_and_truncated_files_give_one_line_errors(tmp_path):
-    from perfnode.dicom.frames import read_header
-
-    junk = tmp_path / "notes.txt"
-    junk.write_text("not DICOM\n")
-    with pytest.raises(Exception) as e:
-        plan([read_header(junk)])
-    assert "\n" not in str(e.value)
-    assert (REAL_DATA / "README.md").exists()
+@pytest.mark.parametrize("what", ["text", "readme", "truncated", "missing", "empty", "short-pixels",
+                                  "short-mosaic"])
+def test_non_dicom_and_truncated_files_give_one_line_errors(tmp_path, what):
+    path = tmp_path / "f"
+    if what == "text":
+        path.write_text("not DICOM\n")
+    elif what == "readme":
+        path = REAL_DATA / "README.md"
+    elif what == "truncated":
+        path.write_bytes((REAL_DATA / "canon_dwi_enh" / "3000.dcm").read_bytes()[:200_000])
+    elif what == "empty":
+        path.write_bytes(b"")
+    elif what == "short-pixels":
+        path.write_bytes((REAL_DATA / "ge_dwi_classic" / "i22.MRDC.1").read_bytes()[:-100])
+    elif what == "short-mosaic":
+        path.write_bytes((REAL_DATA / "siemens_ve11_pcasl_mosaic" / "0001.dcm").read_bytes()[:-500])
+    with pytest.raises(AssemblyError) as e:
+        assemble([path])
+    assert "\n" not in str(e.value) and str(path) in str(e.value) or "PerFrame" in str(e.value)
