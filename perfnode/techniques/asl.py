@@ -155,6 +155,8 @@ def asl_images(vol: frames.Volume4D) -> AslImages:
         m0 = None
         if "M_ZERO_SCAN" in ctx:
             m0 = arr[:, ctx.index("M_ZERO_SCAN")].reshape(-1, *arr.shape[-3:]).mean(axis=0)
+        elif getattr(vol, "m0", None) is not None:  # M0 volumes inside the series (assembly puts them apart)
+            m0 = vol.m0.mean(axis=0)
         return AslImages(
             arr[:, ctx.index("CONTROL")],
             arr[:, ctx.index("LABEL")],
