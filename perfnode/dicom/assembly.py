@@ -23,6 +23,7 @@ other transfer syntaxes decoded by pydicom; each frame is rescaled straight into
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,6 +92,10 @@ class Volume4D:
     m0_times_s: np.ndarray | None = None
     #: where the ASL label/control context came from ("" when the series has none)
     asl_context_source: str = ""
+    #: ASL acquisition parameters the header gives, name → (value, attribute it came from):
+    #: labelling_type, labelling_duration_ms, post_labelling_delay_ms (one value or one per PLD),
+    #: background_suppression; a name is absent when the header does not say it
+    asl_parameters: dict[str, tuple[Any, str]] = field(default_factory=dict)
     #: how the volume was read where a convention or a decision was involved (one sentence each)
     notes: list[str] = field(default_factory=list)
     warnings: list[AssemblyWarning] = field(default_factory=list)
@@ -165,6 +170,7 @@ class Plan:
     asl_source: str
     notes: list[str]
     warnings: list[AssemblyWarning]
+    asl_parameters: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
     @property
     def times_s(self) -> np.ndarray:
@@ -320,8 +326,9 @@ def plan(sources: Sequence[Source]) -> Plan:
         arr[flat[keep]] = np.array([v if v is not None else np.nan for v in vals], float)[keep]
         cell_values[k] = arr.reshape(shape)
     frame_shape = _frame_shape(frames, headers)
+    asl = _asl_parameters(headers, frames) if ctx is not None or m0_index else {}
     return Plan(headers, frames, shape, flat, [*extra_names], extra_values, frame_s, start, time_kw,
-                geometry, frame_shape, cell_values, m0_index, m0_z, asl_source, notes, warnings)
+                geometry, frame_shape, cell_values, m0_index, m0_z, asl_source, notes, warnings, asl)
 
 
 def _label(k: str) -> str:
@@ -414,6 +421,42 @@ def _asl_contexts(frames: _Table, headers: list[Dataset], t_code: np.ndarray,
         f"sequence {sequence!r}, not stated in any standard attribute (no ASL Context)"
     )
     return [by_t[t] for t in t_code.tolist()], "convention (Siemens pCASL: label, control, … by instance)"
+
+
+def _asl_parameters(headers: list[Dataset], frames: _Table) -> dict[str, tuple[Any, str]]:
+    """Labelling type, labelling duration, post-labelling delay and background suppression where the
+    header gives them (value, attribute it came from); absent keys: not in the header."""
+    from perfnode.dicom.groups import functional_groups
+
+    out: dict[str, tuple[Any, str]] = {}
+    ds = headers[0]
+    fg = functional_groups(ds)
+
+    def first(*path: str) -> Any:
+        v = fg.value(0, *path)
+        return v if v is not None else ds.get(path[-1])
+
+    kind = first("MRArterialSpinLabelingSequence", "ArterialSpinLabelingContrast")
+    if kind:
+        out["labelling_type"] = (str(kind).upper(), "(0018,9250) ArterialSpinLabelingContrast")
+    dur = first("MRArterialSpinLabelingSequence", "ASLSlabSequence", "ASLPulseTrainDuration")
+    if dur is not None and float(dur) > 0:
+        # as qc.facts reads it: plausible durations are 0.1–5 s, so values ≥ 100 000 are µs, smaller ms
+        ms = float(dur) / 1000 if float(dur) >= 100_000 else float(dur)
+        out["labelling_duration_ms"] = (ms, "(0018,9258) ASLPulseTrainDuration")
+    ti = [v for v in frames.extra.get("inversion_time_ms", []) if v is not None]
+    if ti:
+        values = sorted(set(ti))
+        out["post_labelling_delay_ms"] = (values[0] if len(values) == 1 else values,
+                                          "(0018,9079) InversionTimes (read as the post-labelling delay)")
+    desc = str(first("MRArterialSpinLabelingSequence", "ASLTechniqueDescription") or "")
+    m = re.search(r"\b(P?CASL|PASL|FAIR|PICORE|EPISTAR)\b", desc.upper())
+    if "labelling_type" not in out and m:
+        out["labelling_type"] = (m.group(1) if m.group(1) in {"PCASL", "CASL"} else "PASL",
+                                 f"(0018,9252) ASLTechniqueDescription {desc!r}")
+    if re.search(r"BACKGROUND[ _-]?SUPPRESS|\bBGS\b", desc.upper()):
+        out["background_suppression"] = (True, "(0018,9252) ASLTechniqueDescription")
+    return out
 
 
 def _has_standard_asl(h: Dataset) -> bool:
@@ -563,6 +606,7 @@ def assemble(sources: Iterable[Source]) -> Volume4D:
         m0=m0,
         m0_times_s=m0_times,
         asl_context_source=p.asl_source,
+        asl_parameters=p.asl_parameters,
         notes=p.notes,
         warnings=p.warnings,
     )

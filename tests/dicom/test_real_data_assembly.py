@@ -149,6 +149,7 @@ def test_philips_pcasl_label_type_from_the_private_attribute():
     v = assemble(series_files("philips_asl_3dpcasl_enh"))
     assert v.axes == ("asl_context", "t", "z") and v.data.shape == (2, 8, 14, 80, 80)
     assert "2005" in v.asl_context_source and "Philips MR Imaging DD 005" in v.asl_context_source
+    assert v.asl_parameters == {}  # PLD 2000 ms is not in any standard attribute of this object
     block = ds.PerFrameFunctionalGroupsSequence[0].private_block(0x2005, "Philips MR Imaging DD 005")
     labels = []
     for item in ds.PerFrameFunctionalGroupsSequence:
@@ -258,3 +259,23 @@ def test_non_dicom_and_truncated_files_give_one_line_errors(tmp_path, what):
     with pytest.raises(AssemblyError) as e:
         assemble([path])
     assert "\n" not in str(e.value) and str(path) in str(e.value) or "PerFrame" in str(e.value)
+
+
+def test_asl_parameters_come_from_the_header(tmp_path):
+    from perfnode.phantoms import make
+
+    _, files = make("asl", "single", tmp_path, seed=11)
+    v = assemble([f for f in files if f.parent.name == "series01"])
+    ds = pydicom.dcmread([f for f in files if f.parent.name == "series01"][0], stop_before_pixels=True)
+    def macro(kw):
+        for group in (ds.PerFrameFunctionalGroupsSequence[0], ds.SharedFunctionalGroupsSequence[0]):
+            if kw in group:
+                return group[kw][0]
+
+    pulse_us = float(macro("MRArterialSpinLabelingSequence").ASLSlabSequence[0].ASLPulseTrainDuration)
+    tis = macro("MRModifierSequence").InversionTimes
+    ti = float(tis[0] if hasattr(tis, "__len__") else tis)
+    assert v.asl_parameters["labelling_duration_ms"][0] == pytest.approx(pulse_us / 1000)
+    assert v.asl_parameters["post_labelling_delay_ms"][0] == pytest.approx(ti)
+    assert v.asl_parameters["labelling_type"][0] == "PCASL"
+    assert "background_suppression" not in v.asl_parameters

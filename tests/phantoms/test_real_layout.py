@@ -71,6 +71,7 @@ def test_asl_with_m0_inside_and_alternating_label_control_on_the_siemens_layout(
     np.testing.assert_array_equal(v.data[1], out.expected[1::2])  # LABEL
     np.testing.assert_array_equal(v.data[0], out.expected[2::2])  # CONTROL
     assert any("alternating" in n and "1 M0 volume" in n for n in v.notes)
+    assert v.asl_parameters == {}  # the BOLD template says nothing about labelling: nothing invented
 
 
 def test_asl_in_blocks_on_the_philips_layout(tmp_path):
