@@ -217,6 +217,14 @@ def _named_table(ds: Dataset, source: int) -> _Table:
         raise
 
 
+def frame_diffusion(headers: Sequence[Source]) -> list[tuple[float, ...]]:
+    """(b, gx, gy, gz) of every frame of a series as the assembly reads it (b = 0 where a diffusion
+    series' frame has no b-value); [] when no frame has a b-value."""
+    frames = _Table.concat([_any_table(read_header(h), k) for k, h in enumerate(headers)])
+    _diffusion_b0(frames, [])
+    return [tuple(d) for d in frames.extra.get("diffusion", []) if d is not None]
+
+
 def _any_table(ds: Dataset, source: int) -> _Table:
     """:func:`table`, or for a header without geometry a row with its times only (position NaN)."""
     try:

@@ -271,10 +271,13 @@ def header_facts(datasets: Sequence[Dataset]) -> Facts:
     age = parse_age(ix.first("PatientAge"))
     put("age_years", age, "PatientAge")
 
+    frame_diffusion = _frame_diffusion(ds)  # the assembly's reading: b0 without a b-value, vendor private
     bvals = sorted(set(round(b, 3) for b in _floats(ix.all("DiffusionBValue"))))
+    if frame_diffusion:
+        bvals = sorted({round(d[0], 3) for d in frame_diffusion})
     if bvals:
         put("b_values", tuple(bvals), "DiffusionBValue")
-        dirs = _directions(ix)
+        dirs = _directions(ix, frame_diffusion)
         if dirs is not None:
             put("n_diffusion_directions", dirs[0], dirs[1], dirs[2])
     _asl_facts(ix, put)
@@ -296,16 +299,31 @@ def _upper(v: Any) -> str | None:
     return str(v).strip().upper() if v not in (None, "") else None
 
 
-def _directions(ix: _Index) -> tuple[int, str, str] | None:
+def _frame_diffusion(datasets: Sequence[Dataset]) -> list[tuple[float, ...]]:
+    """(b, gx, gy, gz) of every frame as the assembly reads them (frames without a b-value in a diffusion
+    series are b = 0; GE's private b-value and gradient); [] when the frames cannot be read."""
+    from perfnode.dicom.assembly import frame_diffusion
+
+    try:
+        return frame_diffusion(list(datasets))
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return []
+
+
+def _directions(ix: _Index, frame_diffusion: list[tuple[float, ...]] = ()) -> tuple[int, str, str] | None:
     """Distinct non-zero gradient directions (a direction and its opposite count once)."""
     vecs = [np.asarray(v, float) for v in ix.all("DiffusionGradientOrientation") if len(_as_list(v)) == 3]
+    source = "header"
+    if not vecs and frame_diffusion:
+        vecs = [np.asarray(d[1:4], float) for d in frame_diffusion if d[0] > 0]
+        source = "header: the vendor's private gradient attributes (no DiffusionGradientOrientation)"
     vecs = [v / np.linalg.norm(v) for v in vecs if np.linalg.norm(v) > 1e-6]
     if vecs:
         uniq: list[np.ndarray] = []
         for v in vecs:
             if not any(abs(float(v @ u)) > 0.999 for u in uniq):
                 uniq.append(v)
-        return len(uniq), "DiffusionGradientOrientation", "header"
+        return len(uniq), "DiffusionGradientOrientation", source
     directionality = {str(d).upper() for d in ix.all("DiffusionDirectionality")}
     if "ISOTROPIC" in directionality:
         return 3, "DiffusionDirectionality", "ISOTROPIC trace image: three orthogonal directions combined"

@@ -52,3 +52,17 @@ def test_qc_frame_times_are_the_assembly_times_on_real_data():
         files = series_files(name)
         headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
         np.testing.assert_allclose(frame_times(headers), assemble(files).times_s, atol=1e-9)
+
+
+def test_qc_b_values_agree_with_the_assembly_on_ge_dwi():
+    """GE b0 images have no DiffusionBValue: check's facts and the assembly both say b = 0 is there."""
+    import pydicom
+
+    from perfnode.dicom.frames import assemble
+    from perfnode.qc.facts import header_facts
+
+    files = series_files("ge_dwi_classic")
+    facts = header_facts([pydicom.dcmread(f, stop_before_pixels=True) for f in files])
+    assert facts["b_values"].value == tuple(sorted(set(assemble(files).extra_dims["diffusion"][:, 0])))
+    assert facts["b_values"].value == (0.0, 1000.0)
+    assert facts["n_diffusion_directions"].value == 6 and "private" in facts["n_diffusion_directions"].source
