@@ -15,9 +15,10 @@ time point, a classic single-frame series, Siemens MOSAIC images. Frames are pla
   of the time point (alternating, or blocks) are paired in order; M0 volumes inside the series go to
   :attr:`Volume4D.m0`; the data become ``(asl_context = [CONTROL, LABEL], t = repeat, z, y, x)``.
 
-Pixel values: stored × Rescale Slope + Intercept, per frame (Philips: floating-point values, see
-:mod:`perfnode.dicom.vendors`). Uncompressed little-endian pixel data are read from the file in chunks,
-other transfer syntaxes decoded by pydicom; each frame is rescaled straight into the output.
+Pixel values: stored × Rescale Slope + Intercept, per frame (a frame without a Modality rescale: its Real
+World Value Mapping; Philips: floating-point values, see :mod:`perfnode.dicom.vendors`). Uncompressed
+little-endian pixel data are read from the file in chunks, other transfer syntaxes decoded by pydicom;
+each frame is rescaled straight into the output.
 """
 
 from __future__ import annotations

@@ -216,8 +216,7 @@ def _columns(ds: Dataset, fg: FunctionalGroups, source: int) -> _Table:
     tpi = _each(fg.column("FrameContentSequence", "TemporalPositionIndex"), _int_or_none)
     times.update(_relative_candidates(ds, fg, tpi))
     top_slope, top_icpt = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
-    slope = _each(fg.column("PixelValueTransformationSequence", "RescaleSlope"), _or(top_slope))
-    icpt = _each(fg.column("PixelValueTransformationSequence", "RescaleIntercept"), _or(top_icpt))
+    slope, icpt = _rescale_columns(fg, top_slope, top_icpt)
     return _Table(
         np.full(n, source, np.int64),
         np.arange(n),
@@ -231,6 +230,26 @@ def _columns(ds: Dataset, fg: FunctionalGroups, source: int) -> _Table:
         np.zeros(n),
         _pixel_measures(fg),
     )
+
+
+def _rescale_columns(
+    fg: FunctionalGroups, top_slope: float, top_icpt: float
+) -> tuple[list[float], list[float]]:
+    """Per frame: Rescale Slope/Intercept (Pixel Value Transformation, per-frame or shared); where a frame
+    has none, its Real World Value Mapping slope/intercept; else the top-level values."""
+    slope = fg.column("PixelValueTransformationSequence", "RescaleSlope")
+    icpt = fg.column("PixelValueTransformationSequence", "RescaleIntercept")
+    missing = np.array([v is None for v in slope.values], bool)[slope.codes] & \
+        np.array([v is None for v in icpt.values], bool)[icpt.codes]
+    if missing.any():
+        rwv_s = fg.column("RealWorldValueMappingSequence", "RealWorldValueSlope").tolist()
+        rwv_i = fg.column("RealWorldValueMappingSequence", "RealWorldValueIntercept").tolist()
+        s_out, i_out = slope.tolist(), icpt.tolist()
+        for k in np.flatnonzero(missing).tolist():
+            s_out[k], i_out[k] = rwv_s[k], rwv_i[k]
+        return ([float(v) if v is not None else top_slope for v in s_out],
+                [float(v) if v is not None else top_icpt for v in i_out])
+    return _each(slope, _or(top_slope)), _each(icpt, _or(top_icpt))
 
 
 def _relative_candidates(ds: Dataset, fg: FunctionalGroups, tpi: list[int | None]) -> dict[str, list[Any]]:
@@ -385,6 +404,9 @@ def _rows(ds: Dataset, fg: FunctionalGroups, source: int) -> list[_Frame]:
         times.update({k: v[i] for k, v in rel.items()})
         slope = fg.value(i, "PixelValueTransformationSequence", "RescaleSlope")
         icpt = fg.value(i, "PixelValueTransformationSequence", "RescaleIntercept")
+        if slope is None and icpt is None:  # no Modality rescale: the Real World Value Mapping, if any
+            slope = fg.value(i, "RealWorldValueMappingSequence", "RealWorldValueSlope")
+            icpt = fg.value(i, "RealWorldValueMappingSequence", "RealWorldValueIntercept")
         rows.append(
             _Frame(
                 source,
