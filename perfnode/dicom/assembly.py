@@ -314,7 +314,9 @@ def plan(sources: Sequence[Source]) -> Plan:
     m0_z: list[np.ndarray] = []
     keep = np.ones(n, bool)
     if ctx is not None:
-        t_code, c_code, keep, m0_index = _asl_design(ctx, t_code, z_code, notes)
+        m0_mask = np.array(ctx, object) == M0
+        extra_names, extra_codes, extra_values = _recode(~m0_mask, extra_names, extra_codes, extra_values)
+        t_code, c_code, keep, m0_index = _asl_design(ctx, t_code, extra_codes, notes)
         m0_z = [z_code[ix] for ix in m0_index]
         extra_names.append("asl_context")
         extra_codes.append(c_code)
@@ -335,7 +337,7 @@ def plan(sources: Sequence[Source]) -> Plan:
         arr[flat[keep]] = np.array([v if v is not None else np.nan for v in vals], float)[keep]
         cell_values[k] = arr.reshape(shape)
     frame_shape = _frame_shape(frames, headers)
-    asl = _asl_parameters(headers, frames) if ctx is not None or m0_index else {}
+    asl = _asl_parameters(headers, frames, keep) if ctx is not None or m0_index else {}
     return Plan(headers, frames, shape, flat, [*extra_names], extra_values, frame_s, start, time_kw,
                 geometry, frame_shape, cell_values, m0_index, m0_z, asl_source, notes, warnings, asl)
 
@@ -432,7 +434,7 @@ def _asl_contexts(frames: _Table, headers: list[Dataset], t_code: np.ndarray,
     return [by_t[t] for t in t_code.tolist()], "convention (Siemens pCASL: label, control, … by instance)"
 
 
-def _asl_parameters(headers: list[Dataset], frames: _Table) -> dict[str, tuple[Any, str]]:
+def _asl_parameters(headers: list[Dataset], frames: _Table, keep: np.ndarray) -> dict[str, tuple[Any, str]]:
     """Labelling type, labelling duration, post-labelling delay and background suppression where the
     header gives them (value, attribute it came from); absent keys: not in the header."""
     from perfnode.dicom.groups import functional_groups
@@ -453,7 +455,8 @@ def _asl_parameters(headers: list[Dataset], frames: _Table) -> dict[str, tuple[A
         # as qc.facts reads it: plausible durations are 0.1–5 s, so values ≥ 100 000 are µs, smaller ms
         ms = float(dur) / 1000 if float(dur) >= 100_000 else float(dur)
         out["labelling_duration_ms"] = (ms, "(0018,9258) ASLPulseTrainDuration")
-    ti = [v for v in frames.extra.get("inversion_time_ms", []) if v is not None]
+    ti = [v for v, k in zip(frames.extra.get("inversion_time_ms", []), keep, strict=True)
+          if v is not None and k]  # the label/control frames' (not the M0's)
     if ti:
         values = sorted(set(ti))
         out["post_labelling_delay_ms"] = (values[0] if len(values) == 1 else values,
@@ -475,9 +478,26 @@ def _has_standard_asl(h: Dataset) -> bool:
         "MRArterialSpinLabelingSequence", "ASLContext").values)
 
 
-def _asl_design(ctx: list[str], t_code: np.ndarray, z_code: np.ndarray,
+def _recode(keep: np.ndarray, names: list[str], codes_: list[np.ndarray],
+            values: list[np.ndarray]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """The extra axes over the frames ``keep`` only (M0 frames may carry values of their own)."""
+    out: tuple[list[str], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for name, c, v in zip(names, codes_, values, strict=True):
+        used = np.unique(c[keep])
+        if len(used) < 2:
+            continue
+        remap = np.zeros(int(c.max()) + 1, np.int64)
+        remap[used] = np.arange(len(used))
+        out[0].append(name)
+        out[1].append(remap[c])
+        out[2].append(np.asarray(v)[used])
+    return out
+
+
+def _asl_design(ctx: list[str], t_code: np.ndarray, group_codes: list[np.ndarray],
                 notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
-    """(t = repeat, context code, frames kept, M0 volumes) of a label/control series."""
+    """(t = repeat, context code, frames kept, M0 volumes) of a label/control series; pairs are formed in
+    time order within each value of the other extra axes (e.g. per post-labelling delay)."""
     ctx_arr = np.array(ctx, object)
     unknown = sorted(set(ctx) - {*ASL_ORDER, M0})
     if unknown:
@@ -490,14 +510,23 @@ def _asl_design(ctx: list[str], t_code: np.ndarray, z_code: np.ndarray,
     if all(len(s) == 1 for s in per_t.values()):  # one context per time point: alternating or blocks
         order = sorted(per_t)
         seq = [next(iter(per_t[t])) for t in order]
-        controls = [t for t, c in zip(order, seq, strict=True) if c == "CONTROL"]
-        labels = [t for t, c in zip(order, seq, strict=True) if c == "LABEL"]
-        if len(controls) != len(labels):
-            raise AssemblyError(
-                f"(0018,9257) ASLContext: {len(controls)} CONTROL and {len(labels)} LABEL volumes "
-                "cannot be paired"
-            )
-        repeat = {t: r for r, t in enumerate(controls)} | {t: r for r, t in enumerate(labels)}
+        first = {}
+        for i, t in enumerate(t_code.tolist()):
+            first.setdefault(t, i)
+        group = {t: tuple(int(c[first[t]]) for c in group_codes) for t in order}
+        repeat: dict[int, int] = {}
+        controls: list[int] = []
+        for key in sorted(set(group.values())):
+            ts = [t for t in order if group[t] == key]
+            con = [t for t in ts if per_t[t] == {"CONTROL"}]
+            lab = [t for t in ts if per_t[t] == {"LABEL"}]
+            if len(con) != len(lab):
+                raise AssemblyError(
+                    f"(0018,9257) ASLContext: {len(con)} CONTROL and {len(lab)} LABEL volumes "
+                    "cannot be paired" + (f" (at {key} of the other axes)" if key else "")
+                )
+            repeat |= {t: r for r, t in enumerate(con)} | {t: r for r, t in enumerate(lab)}
+            controls += con
         new_t = np.array([repeat.get(t, 0) for t in t_code.tolist()], np.int64)
         for t in order:
             if per_t[t] == {M0}:

@@ -85,3 +85,32 @@ def test_asl_in_blocks_on_the_philips_layout(tmp_path):
     np.testing.assert_array_equal(v.data[0], out.expected[:3])
     np.testing.assert_array_equal(v.data[1], out.expected[3:6])
     assert any("in blocks" in n for n in v.notes)
+
+
+def test_multi_pld_alternating_asl_pairs_within_each_delay(tmp_path):
+    """M0 first, then per post-labelling delay label/control pairs (one instance per time point); the
+    M0 carries a delay of its own. Pairs are formed within each delay."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    template = series_files("siemens_xa30_bold_enh")
+    shape = template_shape(template)
+    plds = [0.0] + [1000.0] * 4 + [2000.0] * 4  # M0, then 2 pairs at 1 s, 2 pairs at 2 s
+    contexts = ["M_ZERO_SCAN"] + ["LABEL", "CONTROL"] * 4
+    signal = phantom(shape, len(contexts), seed=4)
+    out = write_real_layout(template, signal, np.arange(9) * 4.0, tmp_path, asl_context=contexts)
+    for k, path in enumerate(out.files):
+        ds = pydicom.dcmread(path)
+        for item in ds.PerFrameFunctionalGroupsSequence:
+            mod = Dataset()
+            mod.InversionTimes = [plds[k]]
+            item.MRModifierSequence = Sequence([mod])
+        ds.save_as(path, enforce_file_format=True)
+    v = assemble(out.files)
+    assert v.axes == ("inversion_time_ms", "asl_context", "t", "z")
+    assert v.extra_dims["inversion_time_ms"].tolist() == [1000.0, 2000.0]  # the M0's delay is no value
+    assert v.data.shape == (2, 2, 2, *shape)
+    np.testing.assert_array_equal(v.data[0, 1], out.expected[[1, 3]])  # label at 1 s
+    np.testing.assert_array_equal(v.data[1, 0], out.expected[[6, 8]])  # control at 2 s
+    np.testing.assert_array_equal(v.m0[0], out.expected[0])
+    assert v.asl_parameters["post_labelling_delay_ms"][0] == [1000.0, 2000.0]
