@@ -13,7 +13,7 @@ import pytest
 from pydicom import dcmread
 
 from perfnode.config import load_settings
-from perfnode.net.server import start_server, wait_for_signal
+from perfnode.node import start_node, wait_for_signal
 from tests.nodes import free_port, need, run
 from tests.serve_helpers import count_instances, instances, mr_object
 
@@ -88,7 +88,7 @@ def test_sigabrt_logs_every_threads_stack(node):
     assert node.proc.wait(20) == -signal.SIGABRT
     out = node.output()
     assert "Fatal Python error: Aborted" in out
-    assert "in run_server" in out  # the main thread's stack
+    assert "in run_node" in out  # the main thread's stack
     assert out.count("Thread 0x") >= 3  # the server, the pipeline, the commitment worker…
 
 
@@ -104,21 +104,23 @@ def test_a_stop_signal_is_never_lost(sig):
     assert {s: signal.getsignal(s) for s in before} == before
 
 
-def test_after_store_hooks_run_off_the_network_thread(tmp_path):
+def test_after_store_listeners_run_off_the_network_thread(tmp_path):
     settings = load_settings(port=0, host="127.0.0.1", data=str(tmp_path / "data"))
-    server = start_server(settings)
+    server = start_node(settings)
     calls: list[tuple[int, Path, str, str]] = []
     done = threading.Event()
 
-    def broken_hook(ctx, instance_id, path, header):
+    def broken_hook(stored):
         raise RuntimeError("hook failure must not break the node")
 
-    def hook(ctx, instance_id, path, header):
-        calls.append((instance_id, path, threading.current_thread().name, header.SOPInstanceUID))
+    def hook(stored):
+        calls.append((stored.instance_id, stored.path, threading.current_thread().name,
+                      stored.header.SOPInstanceUID))
         if len(calls) == 2:
             done.set()
 
-    server.ctx.after_store.extend([broken_hook, hook])
+    server.archive.on_stored(broken_hook)
+    server.archive.on_stored(hook)
     try:
         files = [mr_object(tmp_path / f"{i}.dcm", rows=16, cols=16, seed=i) for i in range(2)]
         res = run([need("storescu"), "-aec", "PERFNODE", "127.0.0.1", str(server.port), *map(str, files)])

@@ -25,8 +25,6 @@ from perfnode.archive.db import Database
 from perfnode.archive.models import CommitmentItem, CommitmentRequest, Instance
 from perfnode.errors import CLASS_INSTANCE_CONFLICT, NO_SUCH_OBJECT_INSTANCE, PROCESSING_FAILURE
 
-#: The well-known SOP Instance of the Storage Commitment Push Model SOP Class (PS3.4 J.3.5).
-WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
 EVENT_ALL_SUCCESS = 1
 EVENT_SOME_FAILURES = 2
 _CHUNK = 500

@@ -1,8 +1,8 @@
 """The index side of the PERF checks: record the findings of every stored perfusion object.
 
-``record_findings`` has the ``NodeContext.after_store`` hook signature; it replaces the instance's
-"perf" findings, so storing the same instance again does not duplicate them. The node stores
-non-conforming objects all the same: an archive never drops data.
+``record_findings`` runs after every newly stored object (an ``Archive.on_stored`` listener); it
+replaces the instance's "perf" findings, so storing the same instance again does not duplicate them.
+The node stores non-conforming objects all the same: an archive never drops data.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -20,9 +19,6 @@ from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, InstanceFinding, Series
 from perfnode.dicom.findings import Finding, Severity
 from perfnode.dicom.perf import check_dataset, is_perfusion_candidate
-
-if TYPE_CHECKING:
-    from perfnode.net.context import NodeContext
 
 log = logging.getLogger(__name__)
 SECTION = "perf"
@@ -54,8 +50,8 @@ def save_findings(db: Database, instance_id: int, findings: list[Finding], secti
         )
 
 
-def record_findings(ctx: NodeContext, instance_id: int, path: Path, header: Dataset | None = None) -> None:
-    """``after_store`` hook: check the stored file against the PERF profile and record what was found.
+def record_findings(db: Database, instance_id: int, path: Path, header: Dataset | None = None) -> None:
+    """Check the stored file against the PERF profile and record what was found.
 
     ``header`` (the attributes read at store time) settles cheaply whether the PERF rules apply at
     all; only perfusion objects are read again in full. A replaced object's old findings were
@@ -67,7 +63,7 @@ def record_findings(ctx: NodeContext, instance_id: int, path: Path, header: Data
     findings = check_dataset(ds)
     if findings:
         log.info("%s: %d PERF finding(s)", ds.SOPInstanceUID, len(findings))
-    save_findings(ctx.db, instance_id, findings)
+    save_findings(db, instance_id, findings)
 
 
 def load_findings(

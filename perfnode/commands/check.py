@@ -222,16 +222,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _series_files(args: argparse.Namespace) -> list[Path]:
-    from perfnode.archive.db import Database
-    from perfnode.archive.findings import series_paths
     from perfnode.config import load_settings
+    from perfnode.node import open_archive
 
     settings = load_settings(args.config, data=args.data, database=args.database)
-    db = Database(settings.database_url)
+    archive = open_archive(settings)
     try:
         files = []
         for uid in args.series:
-            found = series_paths(db, settings.data, uid)
+            found = archive.series_paths(uid)
             if not found:
                 print(
                     f"perfnode check: series {uid} is not in the index ({settings.database_url})",
@@ -240,7 +239,7 @@ def _series_files(args: argparse.Namespace) -> list[Path]:
             files += found
         return files
     finally:
-        db.dispose()
+        archive.close()
 
 
 def _facts(s: SeriesUnderCheck) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from perfnode.archive.db import Database
+from perfnode.archive.facade import JOB_STATES as STATES
 from perfnode.config import load_settings
-from perfnode.pipeline.jobs import STATES, list_jobs
+from perfnode.node import open_archive
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, data=args.data, database=args.database)
-    db = Database(settings.database_url)
-    rows = list_jobs(db, args.state, args.limit)
+    archive = open_archive(settings)
+    try:
+        rows = archive.jobs.list(args.state, args.limit)
+    finally:
+        archive.close()
     if args.json:
         print(json.dumps([{
             "id": j.id, "series_instance_uid": j.series_instance_uid, "analysis": j.analysis,

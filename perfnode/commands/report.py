@@ -55,41 +55,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _archive_files(settings, series_uid: str) -> tuple[list[Path], list[Path]]:
     """Files of a stored series, and those of the other series of its study (an M0 or T1 series)."""
-    from sqlalchemy import select
+    from perfnode.node import open_archive
 
-    from perfnode.archive.db import Database
-    from perfnode.archive.models import Instance, Series
-
-    db = Database(settings.database_url)
+    archive = open_archive(settings)
     try:
-        with db.session() as s:
-            series = s.execute(
-                select(Series).where(Series.series_instance_uid == series_uid)
-            ).scalar_one_or_none()
-            if series is None:
-                return [], []
-            files = [
-                settings.data / r
-                for r in s.execute(
-                    select(Instance.path)
-                    .where(Instance.series_fk == series.id)
-                    .order_by(Instance.instance_number, Instance.id)
-                ).scalars()
-            ]
-            others = (
-                s.execute(select(Series.id).where(Series.study_fk == series.study_fk, Series.id != series.id))
-                .scalars()
-                .all()
-            )
-            study = [
-                settings.data / p
-                for p in s.execute(
-                    select(Instance.path).where(Instance.series_fk.in_(others)).order_by(Instance.id)
-                ).scalars()
-            ]
+        files, _ = archive.series_files(series_uid)
+        return files, (archive.study_companion_files(series_uid) if files else [])
     finally:
-        db.dispose()
-    return files, study
+        archive.close()
 
 
 def run(args: argparse.Namespace) -> int:

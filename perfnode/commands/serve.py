@@ -54,7 +54,7 @@ def with_web_options(settings: Settings, **options: object) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfnode.net.server import run_server
+    from perfnode.node import run_node
     from perfnode.web.settings import WebSettings
 
     settings = settings_from(
@@ -65,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     enabled = False if args.no_web else True if args.web_port is not None else None
     settings = with_web_options(settings, port=args.web_port, enabled=enabled)
     WebSettings.from_settings(settings)  # a bad [web] table is reported before anything starts
-    run_server(settings)
+    run_node(settings)
     return 0

@@ -20,14 +20,16 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config, build_context
+from pynetdicom import _config, build_context
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 from tqdm import tqdm
 
 from perfnode.config import ConfigError, Peer, Settings
 from perfnode.dicom import transcode
-from perfnode.net import reactor
+from perfnode.net.ae import AssociationFailed, associate, make_ae
+
+__all__ = ["AssociationFailed", "SendResult", "echo", "iter_files", "parse_target", "send"]
 
 log = logging.getLogger("perfnode.client")
 
@@ -35,10 +37,6 @@ MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1–255
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 #: (SOP class, transfer syntax) pairs per association: each needs at most two contexts.
 PAIRS_PER_ASSOCIATION = MAX_CONTEXTS // 2
-
-
-class AssociationFailed(RuntimeError):
-    """The peer could not be reached or refused the association."""
 
 
 def parse_target(spec: str, settings: Settings | None = None) -> Peer:
@@ -50,23 +48,11 @@ def parse_target(spec: str, settings: Settings | None = None) -> Peer:
     return settings.peer(spec)
 
 
-def _ae(settings: Settings) -> AE:
-    reactor.install()
-    ae = AE(ae_title=settings.ae_title)
-    ae.acse_timeout = settings.acse_timeout
-    ae.dimse_timeout = settings.dimse_timeout
-    ae.network_timeout = settings.network_timeout
-    ae.maximum_pdu_size = settings.max_pdu
-    return ae
-
-
 def echo(peer: Peer, settings: Settings | None = None) -> int:
     """C-ECHO the peer; return the response status (raises :class:`AssociationFailed`)."""
-    ae = _ae(settings or Settings())
+    ae = make_ae(settings or Settings())
     ae.add_requested_context(Verification)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if not assoc.is_established:
-        raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    assoc = associate(ae, peer)
     try:
         rsp = assoc.send_c_echo()
         if "Status" not in rsp:
@@ -196,11 +182,9 @@ def send(paths: Iterable[str | Path], peer: Peer, settings: Settings | None = No
                     result.failed += [(f, -1, f"not sent: {why}") for f in groups[key]]
                     bar.update(len(groups[key]))
                 continue
-            ae = _ae(settings)
+            ae = make_ae(settings)
             ae.requested_contexts = contexts
-            assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-            if not assoc.is_established:
-                raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+            assoc = associate(ae, peer)
             try:
                 accepted = accepted_syntaxes(assoc)
                 for key in batch:

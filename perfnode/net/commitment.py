@@ -24,13 +24,13 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_role, evt
+from pynetdicom import build_role, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
-from perfnode.archive import commitment as store
+from perfnode.archive.facade import DuplicateTransaction, Report
 from perfnode.config import Peer, Settings
-from perfnode.net.context import NodeContext
-from perfnode.net.server import Context
+from perfnode.net.ae import AssociationFailed, associate, make_ae
+from perfnode.net.context import Context, NodeContext
 from perfnode.net.status import (
     MISSING_ATTRIBUTE,
     NO_SUCH_ACTION_TYPE,
@@ -40,6 +40,9 @@ from perfnode.net.status import (
 )
 
 log = logging.getLogger("perfnode.commitment")
+
+#: The well-known SOP Instance of the Storage Commitment Push Model SOP Class (PS3.4 J.3.5).
+WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
 
 TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -75,7 +78,7 @@ def parse_request(ds: Dataset) -> tuple[str, list[tuple[str, str]]]:
 _OPEN: dict[int, Any] = {}
 
 
-def send_on(assoc: Any, rep: store.Report, retrieve_ae: str) -> None:
+def send_on(assoc: Any, rep: Report, retrieve_ae: str) -> None:
     """N-EVENT-REPORT on the requester's own, still open association (pynetdicom pauses its reactor)."""
     if not assoc.is_established:
         raise DeliveryFailed("the N-ACTION association is closed")
@@ -83,7 +86,7 @@ def send_on(assoc: Any, rep: store.Report, retrieve_ae: str) -> None:
         report_dataset(rep, retrieve_ae),
         rep.event_type,
         StorageCommitmentPushModel,
-        store.WELL_KNOWN_INSTANCE,
+        WELL_KNOWN_INSTANCE,
     )
     code = int(status.get("Status", -1)) if status is not None and "Status" in status else -1
     if code != SUCCESS:
@@ -109,8 +112,8 @@ def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[
         log.warning("storage commitment %s refused: %s", uid, msg)
         return status_dataset(PROCESSING_FAILURE, msg), None
     try:
-        request_id = store.record_request(ctx.db, uid, requester, str(event.assoc.requestor.address), refs)
-    except store.DuplicateTransaction as exc:
+        request_id = ctx.archive.commitments.record(uid, requester, str(event.assoc.requestor.address), refs)
+    except DuplicateTransaction as exc:
         log.warning("storage commitment refused: %s", exc)
         return status_dataset(PROCESSING_FAILURE, str(exc)), None
     log.info(
@@ -122,7 +125,7 @@ def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[
     return SUCCESS, None
 
 
-def report_dataset(rep: store.Report, retrieve_ae: str) -> Dataset:
+def report_dataset(rep: Report, retrieve_ae: str) -> Dataset:
     ds = Dataset()
     ds.TransactionUID = rep.transaction_uid
     if rep.successes:
@@ -143,19 +146,15 @@ def report_dataset(rep: store.Report, retrieve_ae: str) -> Dataset:
     return ds
 
 
-def send_report(settings: Settings, peer: Peer, rep: store.Report) -> None:
+def send_report(settings: Settings, peer: Peer, rep: Report) -> None:
     """N-EVENT-REPORT on a new association; perfnode proposes the SCP role (PS3.4 J.3.3)."""
-    ae = AE(ae_title=settings.ae_title)
-    ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = (
-        settings.acse_timeout,
-        settings.dimse_timeout,
-        settings.network_timeout,
-    )
+    ae = make_ae(settings)
     ae.add_requested_context(StorageCommitmentPushModel, list(TRANSFER_SYNTAXES))
     role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, ext_neg=[role])
-    if not assoc.is_established:
-        raise DeliveryFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    try:
+        assoc = associate(ae, peer, ext_neg=[role])
+    except AssociationFailed as exc:
+        raise DeliveryFailed(str(exc)) from None
     try:
         if not any(cx.as_scp for cx in assoc.accepted_contexts):
             raise DeliveryFailed(
@@ -166,7 +165,7 @@ def send_report(settings: Settings, peer: Peer, rep: store.Report) -> None:
             report_dataset(rep, settings.ae_title),
             rep.event_type,
             StorageCommitmentPushModel,
-            store.WELL_KNOWN_INSTANCE,
+            WELL_KNOWN_INSTANCE,
         )
         code = int(status.get("Status", -1)) if status is not None else -1
         if code != SUCCESS:
@@ -210,17 +209,18 @@ class Worker:
             self.wake.clear()
 
     def run_once(self) -> None:
-        for request_id, evaluated in store.due(self.ctx.db):
+        commitments = self.ctx.archive.commitments
+        for request_id, evaluated in commitments.due():
             if self._stop:
                 return
             if not evaluated:
-                store.evaluate(self.ctx.db, self.ctx.storage, request_id)
-            rep = store.report(self.ctx.db, request_id)
+                commitments.evaluate(request_id)
+            rep = commitments.report(request_id)
             same = _OPEN.pop(request_id, None)
             if same is not None:
                 try:
                     send_on(same, rep, self.ctx.settings.ae_title)
-                    store.mark_delivered(self.ctx.db, request_id)
+                    commitments.delivered(request_id)
                     log.info(
                         "storage commitment report %s delivered on the same association", rep.transaction_uid
                     )
@@ -235,7 +235,7 @@ class Worker:
                 peer = self.ctx.settings.peer(rep.requester_ae)
                 send_report(self.ctx.settings, peer, rep)
             except Exception as exc:  # noqa: BLE001 - any delivery problem: retry later
-                delay = store.mark_failed(self.ctx.db, request_id, str(exc), self.base_s, self.max_s)
+                delay = commitments.failed(request_id, str(exc), self.base_s, self.max_s)
                 log.warning(
                     "storage commitment report %s to %s not delivered (%s); retry in %.1f s",
                     rep.transaction_uid,
@@ -244,7 +244,7 @@ class Worker:
                     delay,
                 )
                 continue
-            store.mark_delivered(self.ctx.db, request_id)
+            commitments.delivered(request_id)
             log.info(
                 "storage commitment report %s delivered to %s: %d committed, %d failed",
                 rep.transaction_uid,

@@ -1,26 +1,53 @@
-"""What every network handler is given: the settings, the index and the file store."""
+"""What every network service module is given and gives: the node's context, its presentation contexts,
+and per-association counters. (No module of ``net/`` but this one is imported by all the others.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+import weakref
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from perfnode.archive.db import Database
+from perfnode.archive.facade import Archive
 from perfnode.config import Settings
 
 
 @dataclass
 class NodeContext:
+    """The settings and the archive: all a handler needs (it translates DIMSE ↔ archive calls)."""
+
     settings: Settings
-    db: Database
-    #: ``perfnode.archive.storage.Storage`` (files under ``settings.data``).
-    storage: Any
-    #: Called after an instance is durably stored and acknowledged, off the network thread:
-    #: ``hook(ctx, instance_row_id, absolute_file_path, header)``, ``header`` being the dataset of
-    #: index attributes read at store time (no pixel data). Errors are logged, never fatal.
-    after_store: list[Callable[[NodeContext, int, Path, Any], None]] = field(default_factory=list)
-    #: Set by the running server: ``run_after_store(instance_row_id, absolute_file_path, header)``
-    #: schedules the ``after_store`` hooks in its thread pool. ``None`` outside a server.
-    run_after_store: Callable[[int, Path, Any], None] | None = None
+    archive: Archive
+
+
+@dataclass(frozen=True)
+class Context:
+    """One accepted presentation context (an abstract syntax with its transfer syntaxes).
+
+    ``scp_role``/``scu_role`` are for SCP/SCU Role Selection negotiation (PS3.7 D.3.3.4),
+    e.g. C-GET where the node acts as Storage SCU on the same association; ``None`` means
+    "no role selection". ``role`` is what the conformance statement lists ("SCP", "SCU", …).
+    """
+
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...]
+    scp_role: bool | None = None
+    scu_role: bool | None = None
+    role: str = "SCP"
+
+
+_STATS: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+def association_stats(assoc: Any) -> Counter[str]:
+    """Per-association counters (``stats[assoc]["stored"] += 1``), logged when it ends."""
+    stats = _STATS.get(assoc)
+    if stats is None:
+        stats = _STATS[assoc] = Counter()
+    return stats
+
+
+def peer_name(event: Any) -> str:
+    """``AE@address:port`` of the association's requestor, for log lines."""
+    r = event.assoc.requestor
+    return f"{(r.ae_title or '').strip() or '?'}@{r.address}:{r.port}"

@@ -11,8 +11,7 @@ from pynetdicom import evt
 from pynetdicom.sop_class import Verification
 
 from perfnode.config import Settings
-from perfnode.net.context import NodeContext
-from perfnode.net.server import Context
+from perfnode.net.context import Context, NodeContext
 from perfnode.net.status import SUCCESS
 
 log = logging.getLogger("perfnode.echo")

@@ -1,6 +1,6 @@
 """Query/Retrieve C-FIND SCP (Patient Root and Study Root; PS3.4 C.4.1): a thin handler.
 
-Matching lives in :mod:`perfnode.archive.query`; this module picks the information model from
+Matching lives in the archive (:meth:`Archive.find`); this module picks the information model from
 the presentation context, turns :class:`~perfnode.archive.query.QueryError` into a status,
 sets Specific Character Set / Retrieve AE Title on each response, and honours C-CANCEL between
 responses.
@@ -21,10 +21,9 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, QueryError, needs_unicode
+from perfnode.archive.facade import PATIENT_ROOT, STUDY_ROOT, QueryError, needs_unicode
 from perfnode.config import Settings
-from perfnode.net.context import NodeContext
-from perfnode.net.server import Context
+from perfnode.net.context import Context, NodeContext
 from perfnode.net.status import (
     CANCEL,
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
@@ -82,7 +81,7 @@ def handle_find(event: Any, ctx: NodeContext) -> Iterator[tuple[Any, Dataset | N
     root = ROOTS.get(str(event.request.AffectedSOPClassUID), STUDY_ROOT)
     try:
         identifier = event.identifier
-        query = Query(identifier, root)
+        query = ctx.archive.find(identifier, root)
     except Exception as exc:  # noqa: BLE001 - any unreadable identifier is answered with a status
         log.warning("C-FIND refused: %s", exc)
         yield query_status(exc), None
@@ -90,7 +89,7 @@ def handle_find(event: Any, ctx: NodeContext) -> Iterator[tuple[Any, Dataset | N
     requested_charset = identifier.get("SpecificCharacterSet")
     pending = PENDING_OPTIONAL_KEYS_NOT_SUPPORTED if query.unsupported else PENDING
     n = 0
-    for page in query.pages(ctx.db):
+    for page in query.pages():
         for ds in page:
             if event.is_cancelled:
                 log.info("C-FIND cancelled after %d responses", n)

@@ -28,7 +28,7 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
-from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom import DEFAULT_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -40,8 +40,9 @@ from pynetdicom.sop_class import (
 )
 
 from perfnode.config import Peer, Settings
-from perfnode.net import reactor
-from perfnode.net.client import AssociationFailed, iter_files
+from perfnode.net.ae import associate, listen, make_ae
+from perfnode.net.client import iter_files
+from perfnode.net.context import Context
 
 log = logging.getLogger("perfnode.qr_client")
 
@@ -73,25 +74,6 @@ class QueryFailed(RuntimeError):
     """The peer answered with a failure status; the message has the status and its comment."""
 
 
-def _ae(settings: Settings) -> AE:
-    reactor.install()
-    ae = AE(ae_title=settings.ae_title)
-    ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = (
-        settings.acse_timeout,
-        settings.dimse_timeout,
-        settings.network_timeout,
-    )
-    ae.maximum_pdu_size = settings.max_pdu
-    return ae
-
-
-def _associate(ae: AE, peer: Peer, **kwargs: Any) -> Any:
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
-    if not assoc.is_established:
-        raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
-    return assoc
-
-
 def identifier(level: str, keys: dict[str, str]) -> Dataset:
     """A request identifier: ``QueryRetrieveLevel`` plus keys (``""`` = return key, ``a\\b`` = list)."""
     ds = Dataset()
@@ -114,9 +96,9 @@ def find(
 ) -> Iterator[Dataset]:
     """C-FIND; yields each matching identifier (raises :class:`QueryFailed` on a failure status)."""
     model = MODELS[root][0]
-    ae = _ae(settings)
+    ae = make_ae(settings)
     ae.add_requested_context(model)
-    assoc = _associate(ae, peer)
+    assoc = associate(ae, peer)
     try:
         for status, ds in assoc.send_c_find(identifier(level, keys), model):
             if status is None or "Status" not in status:
@@ -169,9 +151,9 @@ def move(
 ) -> RetrieveResult:
     """C-MOVE the matches to ``destination`` (an AE the peer knows)."""
     model = MODELS[root][1]
-    ae = _ae(settings)
+    ae = make_ae(settings)
     ae.add_requested_context(model)
-    assoc = _associate(ae, peer)
+    assoc = associate(ae, peer)
     try:
         return _collect(assoc.send_c_move(identifier(level, keys), destination, model), RetrieveResult())
     finally:
@@ -196,7 +178,7 @@ def get(
         dict.fromkeys([*sop_classes, *(str(cx.abstract_syntax) for cx in StoragePresentationContexts)])
     )
     classes = classes[:127]  # one context is the Get model itself; 128 at most
-    ae = _ae(settings)
+    ae = make_ae(settings)
     ae.add_requested_context(model)
     for uid in classes:
         ae.add_requested_context(uid, GET_SYNTAXES)
@@ -210,7 +192,7 @@ def get(
         return 0x0000
 
     roles = [build_role(uid, scp_role=True) for uid in classes]
-    assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
         return _collect(assoc.send_c_get(identifier(level, keys), model), result)
     finally:
@@ -276,14 +258,14 @@ def commit(
     handlers = [(evt.EVT_N_EVENT_REPORT, on_report)]
     server = None
     if listen_port is not None:
-        lae = _ae(settings)
-        lae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
-        server = lae.start_server(("", listen_port), block=False, evt_handlers=handlers)
+        contexts = [Context(StorageCommitmentPushModel, tuple(DEFAULT_TRANSFER_SYNTAXES),
+                            scu_role=False, scp_role=True)]
+        server = listen(settings, listen_port, contexts, handlers)
     try:
-        ae = _ae(settings)
+        ae = make_ae(settings)
         ae.add_requested_context(StorageCommitmentPushModel)
         role = build_role(StorageCommitmentPushModel, scu_role=True, scp_role=True)
-        assoc = _associate(ae, peer, ext_neg=[role], evt_handlers=handlers)
+        assoc = associate(ae, peer, ext_neg=[role], evt_handlers=handlers)
         try:
             ds = Dataset()
             ds.TransactionUID = result.transaction_uid

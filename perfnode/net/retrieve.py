@@ -1,6 +1,6 @@
 """Query/Retrieve C-MOVE and C-GET SCP (Patient Root and Study Root; PS3.4 C.4.2, C.4.3).
 
-The handlers list the matching files in the index (:meth:`Query.instances`), then read and
+The handlers list the matching files in the archive (:meth:`Archive.retrieve`), then read and
 yield one dataset at a time; pynetdicom runs the C-STORE sub-operations, counts them, sends
 the pending responses and builds the final one (0xB000 with the Failed SOP Instance UID List
 on partial failure, 0xFE00 on C-CANCEL).
@@ -32,13 +32,15 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, RetrieveItem
+from perfnode.archive.facade import PATIENT_ROOT, STUDY_ROOT, RetrieveItem
 from perfnode.config import Settings
 from perfnode.dicom import transcode
+from perfnode.net import store
+from perfnode.net.ae import sub_association_args
 from perfnode.net.client import accepted_syntaxes, storage_proposal
-from perfnode.net.context import NodeContext
+from perfnode.net.context import Context, NodeContext
 from perfnode.net.find import TRANSFER_SYNTAXES, query_status
-from perfnode.net.server import Context, tune_socket
+from perfnode.net.server import tune_socket
 from perfnode.net.status import CANCEL
 
 log = logging.getLogger("perfnode.retrieve")
@@ -57,8 +59,6 @@ MAX_CONTEXTS = 128
 
 def contexts(settings: Settings) -> list[Context]:
     """Q/R Move and Get; storage SOP classes also with SCP/SCU role selection (C-GET sub-operations)."""
-    from perfnode.net import store
-
     qr = [Context(uid, TRANSFER_SYNTAXES) for uid in (*MOVE_ROOTS, *GET_ROOTS)]
     roles = [
         Context(uid, store.TRANSFER_SYNTAXES, scp_role=True, scu_role=True, role="SCU (C-GET)")
@@ -96,13 +96,12 @@ def _datasets(
     ctx: NodeContext, items: list[RetrieveItem], event: Any, accepted: Callable[[], dict[str, set[str]]]
 ) -> Iterator[tuple[int, Dataset | None]]:
     """(status, dataset) pairs for the sub-operations, read lazily; stops on C-CANCEL."""
-    root = Path(ctx.settings.data)
     for it in items:
         if event.is_cancelled:
             log.info("retrieve cancelled by the requester")
             yield CANCEL, None
             return
-        path = root / it.path
+        path = ctx.archive.path(it.path)
         try:
             ds, reason = prepare(path, accepted())
         except Exception as exc:  # noqa: BLE001 - unreadable/missing file: fail this sub-operation
@@ -129,14 +128,15 @@ def _tune(event: Any) -> None:
     tune_socket(event.assoc.dul.socket)
 
 
-def _query(event: Any, roots: dict[str, str]) -> tuple[Query | None, Exception | None]:
+def _items(event: Any, ctx: NodeContext,
+           roots: dict[str, str]) -> tuple[list[RetrieveItem], Exception | None]:
+    """The instances the identifier selects, or the reason it was refused."""
     try:
-        return Query(
-            event.identifier, roots.get(str(event.request.AffectedSOPClassUID), STUDY_ROOT), retrieve=True
-        ), None
+        root = roots.get(str(event.request.AffectedSOPClassUID), STUDY_ROOT)
+        return ctx.archive.retrieve(event.identifier, root), None
     except Exception as exc:  # noqa: BLE001
         log.warning("retrieve refused: %s", exc)
-        return None, exc
+        return [], exc
 
 
 def handle_move(event: Any, ctx: NodeContext) -> Iterator[Any]:
@@ -147,12 +147,11 @@ def handle_move(event: Any, ctx: NodeContext) -> Iterator[Any]:
         log.warning("C-MOVE to %r refused: not in the AE table (0xA801)", dest)
         yield None, None
         return
-    query, error = _query(event, MOVE_ROOTS)
-    items = query.instances(ctx.db) if query is not None else []
+    items, error = _items(event, ctx, MOVE_ROOTS)
     store_assoc: list[Any] = []
     kwargs = {
+        **sub_association_args(ctx.settings, peer),
         "contexts": proposal(items, peer.transfer_syntaxes) or [build_context(Verification)],
-        "max_pdu": ctx.settings.max_pdu,
         "evt_handlers": [
             (evt.EVT_CONN_OPEN, _tune),
             (evt.EVT_ESTABLISHED, lambda e: store_assoc.append(e.assoc)),
@@ -170,12 +169,11 @@ def handle_move(event: Any, ctx: NodeContext) -> Iterator[Any]:
 
 def handle_get(event: Any, ctx: NodeContext) -> Iterator[Any]:
     """EVT_C_GET: storage sub-operations on the requester's own association (it is the Storage SCP)."""
-    query, error = _query(event, GET_ROOTS)
-    if error is not None or query is None:
+    items, error = _items(event, ctx, GET_ROOTS)
+    if error is not None:
         yield 1
-        yield query_status(error or ValueError("no query")), None
+        yield query_status(error), None
         return
-    items = query.instances(ctx.db)
     log.info("C-GET of %d instances by %s", len(items), event.assoc.requestor.ae_title)
     yield len(items)
     accepted = accepted_syntaxes(event.assoc)

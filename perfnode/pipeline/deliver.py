@@ -7,10 +7,10 @@ import threading
 import time
 from pathlib import Path
 
+from perfnode.archive.facade import Archive, Stored
+from perfnode.config import Settings
 from perfnode.net.client import AssociationFailed, send
-from perfnode.net.context import NodeContext
 from perfnode.net.qr_client import QueryFailed, commit, references
-from perfnode.pipeline import jobs
 from perfnode.pipeline.settings import PipelineSettings
 
 log = logging.getLogger("perfnode.pipeline")
@@ -20,27 +20,27 @@ class DeliveryRefused(RuntimeError):
     """The destination answered C-STORE with a failure status: retrying will not help."""
 
 
-def deliver(ctx: NodeContext, job_id: int, destination: str, archived: list[tuple[str, Path]],
+def deliver(archive: Archive, settings: Settings, job_id: int, destination: str, archived: list[Stored],
             cfg: PipelineSettings, stopping: threading.Event) -> None:
     """C-STORE each (SOP Instance UID, file) not yet in the sent-log for ``destination``.
 
     An unreachable destination is retried with exponential backoff (``retry_initial_s`` doubling up
     to ``retry_max_s``) until it answers, ``stopping`` is set, or ``retry_give_up_s`` passes.
     """
-    peer = ctx.settings.peer(destination)
-    by_path = {str(p): uid for uid, p in archived}
+    peer = settings.peer(destination)
+    by_path = {str(s.path): s.sop_instance_uid for s in archived}
     delay, started = cfg.retry_initial_s, time.monotonic()
 
     def sent(path: Path) -> None:
-        jobs.record_sent(ctx.db, job_id, by_path[str(path)], destination)
+        archive.jobs.record_sent(job_id, by_path[str(path)], destination)
 
     while not stopping.is_set():
-        done = jobs.already_sent(ctx.db, job_id, destination)
-        todo = [p for uid, p in archived if uid not in done]
+        done = archive.jobs.already_sent(job_id, destination)
+        todo = [s.path for s in archived if s.sop_instance_uid not in done]
         if not todo:
             return
         try:
-            result = send(todo, peer, ctx.settings, progress=False, on_sent=sent)
+            result = send(todo, peer, settings, progress=False, on_sent=sent)
         except (AssociationFailed, OSError) as exc:
             if cfg.retry_give_up_s and time.monotonic() - started > cfg.retry_give_up_s:
                 raise RuntimeError(f"{destination} unreachable for {cfg.retry_give_up_s:g} s: {exc}") from exc
@@ -54,16 +54,16 @@ def deliver(ctx: NodeContext, job_id: int, destination: str, archived: list[tupl
                                   f"{comment}".strip())
 
 
-def request_commitment(ctx: NodeContext, job_id: int, destination: str, archived: list[tuple[str, Path]],
+def request_commitment(settings: Settings, job_id: int, destination: str, archived: list[Stored],
                        cfg: PipelineSettings, stopping: threading.Event) -> None:
     """Ask ``destination`` to commit what was sent (Storage Commitment Push Model, report on the same
     association); retry while it cannot be reached; raise naming the instances it did not commit."""
-    peer = ctx.settings.peer(destination)
-    refs = references([p for _, p in archived])
+    peer = settings.peer(destination)
+    refs = references([s.path for s in archived])
     delay, started = cfg.retry_initial_s, time.monotonic()
     while not stopping.is_set():
         try:
-            result = commit(peer, ctx.settings, refs, timeout=cfg.commit_timeout_s)
+            result = commit(peer, settings, refs, timeout=cfg.commit_timeout_s)
         except (AssociationFailed, QueryFailed, OSError) as exc:
             if cfg.retry_give_up_s and time.monotonic() - started > cfg.retry_give_up_s:
                 raise RuntimeError(f"storage commitment: {destination} unreachable: {exc}") from exc

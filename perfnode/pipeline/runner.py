@@ -1,7 +1,8 @@
 """The pipeline supervisor: series completion → durable jobs → analysis processes → archive → destinations.
 
-It runs as a background service of ``perfnode serve`` (:func:`start`). Analysis runs in separate
-worker processes (``spawn``), so fitting never holds the GIL of the network threads. Every hand-over
+It runs as a background service of the node (:func:`start_pipeline`, called by :mod:`perfnode.node`).
+Analysis runs in separate worker processes (``spawn``), so fitting never holds the GIL of the network threads.
+Every hand-over
 is a committed row or file: a node killed at any point re-queues its running jobs at start-up,
 re-runs them with the same deterministic output UIDs, keeps the outputs already archived, and
 sends each output to each destination once (the sent-log).
@@ -22,10 +23,8 @@ from pathlib import Path
 from pydicom import dcmread
 
 from perfnode import techniques
-from perfnode.net.context import NodeContext
-from perfnode.pipeline import jobs
-from perfnode.pipeline.archiving import archive_outputs
-from perfnode.pipeline.completion import ready_series, series_files, study_companion_files, study_quiet
+from perfnode.archive.facade import Archive, Job, Stored
+from perfnode.config import Settings
 from perfnode.pipeline.deliver import deliver, request_commitment
 from perfnode.pipeline.settings import PipelineSettings
 from perfnode.pipeline.technique import choose
@@ -46,14 +45,15 @@ def exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
 class Supervisor:
     """Polls the index for complete series and runs their jobs; one per node."""
 
-    def __init__(self, ctx: NodeContext, settings: PipelineSettings) -> None:
-        self.ctx = ctx
-        self.cfg = settings
+    def __init__(self, archive: Archive, settings: Settings, cfg: PipelineSettings) -> None:
+        self.archive = archive
+        self.settings = settings
+        self.cfg = cfg
         self.stopping = threading.Event()
-        self.processes = ProcessPoolExecutor(max_workers=settings.workers,
+        self.processes = ProcessPoolExecutor(max_workers=cfg.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
                                              initializer=exit_with_parent, initargs=(os.getpid(),))
-        self.analysing = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="perfnode-job")
+        self.analysing = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="perfnode-job")
         self.delivering = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perfnode-deliver")
         self.running: dict[int, Future] = {}
         #: Series held back until their study is quiet: series UID → (technique, calling AE), so the
@@ -64,7 +64,7 @@ class Supervisor:
         self.thread = threading.Thread(target=self._loop, name="perfnode-pipeline", daemon=True)
 
     def start(self) -> Callable[[], None]:
-        n = jobs.requeue_interrupted(self.ctx.db)
+        n = self.archive.jobs.requeue_interrupted()
         if n:
             log.info("resuming %d job(s) interrupted by a previous stop", n)
         self.thread.start()
@@ -89,17 +89,17 @@ class Supervisor:
             self.stopping.wait(self.cfg.poll_s)
 
     def _enqueue_ready(self) -> None:
-        db = self.ctx.db
+        archive, jobs = self.archive, self.archive.jobs
         waited, self.waiting = self.waiting, {}
-        for series_uid, reason in ready_series(db, self.cfg.stable_s):
+        for series_uid, reason in archive.ready_series(self.cfg.stable_s):
             if series_uid in waited:
                 technique, calling_ae = waited[series_uid]
             else:
-                files, calling_ae = series_files(db, series_uid)
+                files, calling_ae = archive.series_files(series_uid)
                 if not files:
                     continue
                 try:  # every instance of the series, never its first file alone
-                    headers = [dcmread(self.ctx.storage.absolute(f), stop_before_pixels=True) for f in files]
+                    headers = [dcmread(f, stop_before_pixels=True) for f in files]
                     decision = choose(headers, calling_ae, self.cfg.rules)
                 except Exception as exc:  # unreadable header or bad rule: record, do not retry forever
                     technique, why = None, f"cannot choose an analysis: {exc}"
@@ -107,16 +107,17 @@ class Supervisor:
                     technique, why = decision.technique, decision.reason
                     self.decisions[series_uid] = decision.reason
                 if technique is None:
-                    job = jobs.create_job(db, series_uid, "none", calling_ae)
+                    job = jobs.create(series_uid, "none", calling_ae)
                     if job:
-                        jobs.finish(db, job.id, "skipped", why)
+                        jobs.finish(job.id, "skipped", why)
                     continue
-            if techniques.get(technique).companions and not study_quiet(db, series_uid, self.cfg.stable_s):
+            quiet = archive.study_quiet(series_uid, self.cfg.stable_s)
+            if techniques.get(technique).companions and not quiet:
                 # its M0 / T1 series may still be on the way: wait until the study is quiet
                 self.waiting[series_uid] = (technique, calling_ae)
                 continue
-            dests = self.cfg.destinations_for(calling_ae, self.ctx.settings)
-            job = jobs.create_job(db, series_uid, technique, calling_ae, dests)
+            dests = self.cfg.destinations_for(calling_ae, self.settings)
+            job = jobs.create(series_uid, technique, calling_ae, dests)
             if job:
                 log.info("job %d: %s analysis of series %s queued (%s; %s)", job.id, technique, series_uid,
                          reason, self.decisions.get(series_uid, ""))
@@ -126,66 +127,66 @@ class Supervisor:
             if fut.done():
                 del self.running[job_id]
         while len(self.running) < self.cfg.workers and not self.stopping.is_set():
-            job = jobs.claim_next(self.ctx.db)
+            job = self.archive.jobs.claim_next()
             if job is None:
                 return
             self.running[job.id] = self.analysing.submit(self._run_job, job)
 
-    def _run_job(self, job) -> None:
+    def _run_job(self, job: Job) -> None:
         from perfnode.pipeline.analysis import AnalysisRequest, analyse  # heavy: numpy/scipy/highdicom
 
-        db, storage = self.ctx.db, self.ctx.storage
+        archive = self.archive
         try:
-            files, _ = series_files(db, job.series_instance_uid)
-            companions = study_companion_files(db, job.series_instance_uid)
+            files, _ = archive.series_files(job.series_instance_uid)
+            companions = archive.study_companion_files(job.series_instance_uid)
             out_dir = Path("jobs") / f"{job.id:06d}"
             request = AnalysisRequest(
-                files=[str(storage.absolute(f)) for f in files], technique=job.analysis,
-                out_dir=str(storage.absolute(str(out_dir))),
+                files=[str(f) for f in files], technique=job.analysis,
+                out_dir=str(archive.path(str(out_dir))),
                 uid_seed=f"{job.series_instance_uid}/{job.analysis}", colour=self.cfg.colour,
-                companions=[str(storage.absolute(f)) for f in companions],
+                companions=[str(f) for f in companions],
                 decision=self.decisions.pop(job.series_instance_uid, None))
             t0 = time.monotonic()
             outcome = self.processes.submit(analyse, request, None, job.series_instance_uid).result()
             if outcome.status != "written" or outcome.result is None:
                 log.warning("job %d: %s", job.id, outcome.line())
                 state = "refused" if outcome.status == "refused" else "failed"
-                jobs.finish(db, job.id, state, outcome.reason)
+                archive.jobs.finish(job.id, state, outcome.reason)
                 return
             result = outcome.result
             log.info("job %d: analysis done in %.1f s, %d output object(s); timings %s", job.id,
                      time.monotonic() - t0, len(result.files),
                      json.dumps({k: round(v, 3) for k, v in result.timings_s.items()}))
-            archived = archive_outputs(self.ctx, result.files)
-            jobs.set_fields(db, job.id, output_series_uid=result.series_uid, output_dir=str(out_dir))
+            archived = [archive.store_file(f, self.settings.ae_title) for f in result.files]
+            archive.jobs.set_fields(job.id, output_series_uid=result.series_uid, output_dir=str(out_dir))
         except Exception as exc:
             log.exception("job %d failed", job.id)
-            jobs.finish(db, job.id, "failed", f"{type(exc).__name__}: {exc}")
+            archive.jobs.finish(job.id, "failed", f"{type(exc).__name__}: {exc}")
             return
         self.delivering.submit(self._deliver_job, job, archived, "; ".join(result.notes))
 
-    def _deliver_job(self, job, archived: list[tuple[str, Path]], note: str = "") -> None:
+    def _deliver_job(self, job: Job, archived: list[Stored], note: str = "") -> None:
         """Send the archived outputs to every destination (retrying), then mark the job done."""
         dests = [d for d in job.destinations.split(",") if d]
         try:
             for dest in dests:
-                deliver(self.ctx, job.id, dest, archived, self.cfg, self.stopping)
+                deliver(self.archive, self.settings, job.id, dest, archived, self.cfg, self.stopping)
                 if self.cfg.commit:
-                    request_commitment(self.ctx, job.id, dest, archived, self.cfg, self.stopping)
+                    request_commitment(self.settings, job.id, dest, archived, self.cfg, self.stopping)
         except Exception as exc:
             log.error("job %d: delivery failed: %s", job.id, exc)
-            jobs.finish(self.ctx.db, job.id, "failed", f"delivery: {exc}")
+            self.archive.jobs.finish(job.id, "failed", f"delivery: {exc}")
             return
         if self.stopping.is_set():
             return  # left running: re-queued and finished at the next start
-        jobs.finish(self.ctx.db, job.id, "done", note)
+        self.archive.jobs.finish(job.id, "done", note)
         log.info("job %d: done (sent to %s)", job.id, ", ".join(dests) or "no destination")
 
 
-def start(ctx: NodeContext) -> Callable[[], None] | None:
-    """Service hook for :mod:`perfnode.net.server`: start the supervisor when enabled."""
-    cfg = PipelineSettings.from_settings(ctx.settings)
+def start_pipeline(archive: Archive, settings: Settings) -> Callable[[], None] | None:
+    """Start the supervisor when ``[pipeline] enabled``; returns its stop function (or ``None``)."""
+    cfg = PipelineSettings.from_settings(settings)
     if not cfg.enabled:
         return None
-    return Supervisor(ctx, cfg).start()
+    return Supervisor(archive, settings, cfg).start()
 

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from perfnode.archive.query import QueryError, RetrieveItem
+from perfnode.archive.facade import QueryError, RetrieveItem
 from perfnode.web import objects, qido, rendered, stow
 from perfnode.web.access import AccessControl
 from perfnode.web.backend import Backend
@@ -59,7 +59,7 @@ def base_url(request: Request) -> str:
 
 
 def _uid(request: Request, name: str) -> str:
-    from perfnode.archive.storage import check_uid
+    from perfnode.archive.facade import check_uid
     from perfnode.errors import CannotUnderstand
     from perfnode.web.errors import BadRequest
 

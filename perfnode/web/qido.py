@@ -18,7 +18,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from perfnode.archive.query import SUPPORTED_KEYS, QueryError
+from perfnode.archive.facade import SUPPORTED_KEYS, QueryError
 from perfnode.web.errors import BadRequest
 
 #: PS3.18 Table 10.6.3-3..5: attributes every match returns (those the index holds), by level.

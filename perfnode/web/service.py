@@ -1,6 +1,6 @@
-"""The web server as a service module of ``perfnode serve`` (see :mod:`perfnode.net.server`).
+"""The web server of ``perfnode serve``, started by the composition root (:mod:`perfnode.node`).
 
-It accepts no DICOM presentation contexts; ``start`` runs uvicorn (the ASGI server) in a thread of
+``start`` runs uvicorn (the ASGI server) in a thread of
 the node's process, on ``[web] port`` (default 8042), with TLS when ``[web] tls_cert``/``tls_key``
 (or ``[tls] cert``/``key``) are set, and returns the callable that stops it.
 """
@@ -14,19 +14,11 @@ import socket
 import threading
 from collections.abc import Callable
 
-from perfnode.config import ConfigError, Settings
+from perfnode.config import ConfigError
 from perfnode.net.context import NodeContext
 from perfnode.web.settings import WebSettings
 
 log = logging.getLogger("perfnode.web")
-
-
-def contexts(settings: Settings) -> list:
-    return []
-
-
-def handlers(ctx: NodeContext) -> list:
-    return []
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -19,8 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from python_multipart.multipart import MultipartParser
 
-from perfnode.archive.ingest import read_header
-from perfnode.archive.storage import ReceiveFile, check_uid
+from perfnode.archive.facade import ReceiveFile, check_uid, read_header
 from perfnode.errors import CannotUnderstand, DatasetMismatch, DicomError, SopClassNotSupported
 from perfnode.web.backend import Backend
 from perfnode.web.errors import BadRequest, UnsupportedMediaType

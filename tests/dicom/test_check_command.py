@@ -64,8 +64,6 @@ def test_stored_series_by_uid_and_recorded_findings(node, tmp_path, capsys):
     from perfnode.archive.db import Database
     from perfnode.archive.findings import load_findings, record_findings
     from perfnode.archive.models import Instance
-    from perfnode.config import load_settings
-    from perfnode.net.context import NodeContext
 
     phantom, files = make("dsc", "concat", tmp_path / "in", size=SIZE, break_rule="concat-offset")
     uid = phantom.image_sets[0].series_uid
@@ -77,17 +75,16 @@ def test_stored_series_by_uid_and_recorded_findings(node, tmp_path, capsys):
 
     db = Database(node.database_url)
     try:
-        ctx = NodeContext(load_settings(None, data=str(node.data)), db, storage=None)
         with db.session() as s:
             rows = [(i.id, node.data / i.path) for i in s.query(Instance).order_by(Instance.id)]
         assert len(rows) == 3
         for instance_id, path in rows:
-            record_findings(ctx, instance_id, path)
-            record_findings(ctx, instance_id, path)  # idempotent
+            record_findings(db, instance_id, path)
+            record_findings(db, instance_id, path)  # idempotent
         # every part on its own is fine; the offset defect shows at series level only
         assert load_findings(db, uid) == []
         _, files = make("dsc", "single", tmp_path / "bad", size=SIZE, break_rule="image-type-value1")
-        record_findings(ctx, rows[0][0], files[0])
+        record_findings(db, rows[0][0], files[0])
         (pair,) = load_findings(db, instance_id=rows[0][0])
         assert pair[1].keyword == "ImageType" and pair[1].found == "value 1 DERIVED"
     finally:

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from pydicom.dataset import Dataset
 
+from perfnode.archive import jobs
+from perfnode.archive.completion import ready_series
 from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, Patient, Series, Study
-from perfnode.pipeline import jobs
-from perfnode.pipeline.completion import ready_series
 from perfnode.pipeline.technique import choose
 from perfnode.techniques import detect_series
 
@@ -118,9 +118,9 @@ def test_a_series_waiting_for_its_study_is_read_once(tmp_path, monkeypatch):
     its header is read once for all the polls it waits, and its job is queued when the study is quiet."""
     import shutil
 
+    from perfnode.archive.facade import Archive
     from perfnode.archive.storage import Storage
     from perfnode.config import load_settings
-    from perfnode.net.context import NodeContext
     from perfnode.phantoms import make
     from perfnode.pipeline import runner
     from perfnode.pipeline.settings import PipelineSettings
@@ -146,8 +146,7 @@ def test_a_series_waiting_for_its_study_is_read_once(tmp_path, monkeypatch):
     reads: list[str] = []
     real = runner.dcmread
     monkeypatch.setattr(runner, "dcmread", lambda p, **kw: reads.append(str(p)) or real(p, **kw))
-    sup = runner.Supervisor(NodeContext(settings=settings, db=db, storage=storage),
-                            PipelineSettings(stable_s=10.0))
+    sup = runner.Supervisor(Archive(db, storage), settings, PipelineSettings(stable_s=10.0))
     try:
         for _ in range(3):
             sup._enqueue_ready()

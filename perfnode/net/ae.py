@@ -1,0 +1,73 @@
+"""The one place perfnode gets a pynetdicom AE or an association, as SCU and as SCP.
+
+Every path that talks DICOM over the network (the server, ``send``/``echo``/``find``/``move``/``get``/
+``commit``, pipeline delivery, storage-commitment reports, C-MOVE sub-associations) gets its AE from
+:func:`make_ae` (or :func:`server_ae`) and opens associations with :func:`associate` (or hands
+:func:`sub_association_args` to pynetdicom for the sub-associations it opens itself). Settings that
+apply to every association — timeouts, PDU size, the event-driven reactors, and later TLS and the
+association policy — are applied here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pynetdicom import AE
+from pynetdicom.association import Association
+
+from perfnode.config import Peer, Settings
+from perfnode.net import reactor
+from perfnode.net.context import Context
+
+
+class AssociationFailed(RuntimeError):
+    """The peer could not be reached or refused the association."""
+
+
+def make_ae(settings: Settings) -> AE:
+    """An AE with our AE title, the configured timeouts and maximum PDU, on the event-driven reactors."""
+    reactor.install()
+    ae = AE(ae_title=settings.ae_title)
+    ae.acse_timeout = settings.acse_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    ae.network_timeout = settings.network_timeout
+    ae.maximum_pdu_size = settings.max_pdu
+    return ae
+
+
+def server_ae(settings: Settings, contexts: Iterable[Context]) -> AE:
+    """The node's SCP AE: ``contexts`` accepted, association limit and calling-AE policy applied."""
+    ae = make_ae(settings)
+    ae.maximum_associations = settings.max_associations
+    if settings.require_known_peers:
+        # An empty list would disable the check: with no known peers, use an unguessable title.
+        ae.require_calling_aet = list(settings.peers) or [secrets.token_hex(8).upper()]
+    for cx in contexts:
+        ae.add_supported_context(cx.abstract_syntax, list(cx.transfer_syntaxes),
+                                 scu_role=cx.scu_role, scp_role=cx.scp_role)
+    return ae
+
+
+def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
+    """An established association with ``peer`` (raises :class:`AssociationFailed` naming it)."""
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
+    if not assoc.is_established:
+        raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    return assoc
+
+
+def sub_association_args(settings: Settings, peer: Peer) -> dict[str, Any]:
+    """Keyword arguments for an association pynetdicom opens on our behalf (C-MOVE sub-operations)."""
+    return {"max_pdu": settings.max_pdu}
+
+
+def listen(settings: Settings, port: int, contexts: Iterable[Context],
+           handlers: list[tuple[Any, Callable[..., Any]]], host: str = "") -> Any:
+    """A small non-blocking SCP for an SCU command (e.g. a storage-commitment report on a new association)."""
+    ae = make_ae(settings)
+    for cx in contexts:
+        ae.add_supported_context(cx.abstract_syntax, list(cx.transfer_syntaxes),
+                                 scu_role=cx.scu_role, scp_role=cx.scp_role)
+    return ae.start_server((host, port), block=False, evt_handlers=handlers)
