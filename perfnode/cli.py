@@ -29,6 +29,7 @@ COMMANDS = [
     "report",
     "maps",
     "jobs",
+    "config",
 ]
 
 

@@ -1,56 +1,51 @@
-"""Typed settings: defaults < TOML file (``--config``) < environment (``PERFNODE_*``) < command line.
+"""Typed, validated settings: defaults < TOML file (``--config``) < environment (``PERFNODE_*``) < command
+line.
 
-The TOML file has a ``[node]`` table with the same names as the ``serve`` options and a
-``[peers.AE_TITLE]`` table per known peer (the AE table)::
+Every table of the file is a section model below; a wrong type (``workers = "two"``, ``enabled =
+"false"``), an unknown key or an unknown table (``[piepline]``) is refused when the settings are loaded,
+in one line naming the file, the table and the key. ``perfnode config --show`` prints the effective
+settings and where each value came from (:meth:`Settings.sources`)::
 
-    [node]
+    [node]                      # the serve options (flat on Settings: settings.ae_title, settings.port …)
     ae_title = "PERFNODE"
     port = 11112
     data = "/var/lib/perfnode"
     database = "postgresql+psycopg://perfnode@db/perfnode"
 
-    [peers.PACS]
+    [peers.PACS]                # the AE table
     host = "pacs.example.org"
     port = 104
 
-Other tables (``[pipeline]``, ``[commitment]``, ``[qc]`` …) are kept in ``Settings.sections``
-for the components that own them.
+    [pipeline]                  # settings.pipeline (PipelineSettings) …
+    [commitment]                # settings.commitment
+    [qc]                        # settings.qc
+
+**Adding a key** is one line: a field with its type and default on the section's model (e.g.
+``validation: Literal["strict", "warn"] = "strict"`` on a ``StoreSettings``); it is then read from
+the file, from ``PERFNODE_<SECTION>__<KEY>`` (``[node]`` keys: ``PERFNODE_<KEY>``) and shown by
+``config --show``. **Adding a table**: a model class (``class XSettings(Section)``) and one field on
+:class:`Settings` (``x: XSettings = Field(default_factory=XSettings)``).
+
+Environment values are strings and are read leniently (``"true"``, ``"2"``, ``"a,b"`` for a list);
+values in the file must have the right TOML type.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash, 16 max
 
 
 class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A known DICOM application entity (a row of the AE table)."""
-
-    ae_title: str
-    host: str
-    port: int
-    #: Transfer syntax UIDs this peer accepts; empty means "propose the usual ones".
-    transfer_syntaxes: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, spec: str) -> Peer:
-        """Parse ``AE=host:port`` or ``AE@host:port``."""
-        m = re.fullmatch(r"\s*([^=@]+?)\s*[=@]\s*(\[[^\]]+\]|[^:]+):(\d+)\s*", spec)
-        if not m:
-            raise ConfigError(f"peer {spec!r}: expected AE=host:port")
-        ae, host, port = m.group(1), m.group(2).strip("[]"), int(m.group(3))
-        return cls(validate_ae_title(ae, "peer AE title"), host, validate_port(port))
+    """A setting is missing or malformed; the message names it (and the file) in one line."""
 
 
 def validate_ae_title(value: str, what: str = "AE title") -> str:
@@ -66,28 +61,189 @@ def validate_port(port: int) -> int:
     return int(port)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything ``perfnode serve`` and the SCU commands need to know."""
+class Section(BaseModel):
+    """A table of the config file: typed fields, no unknown keys, TOML types as they are."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+#: A path given as a string (the only lenient type in a file).
+PathValue = Annotated[Path, Field(strict=False)]
+#: A list in the file, a tuple in the settings.
+StrTuple = Annotated[tuple[str, ...], Field(strict=False)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class Peer(Section):
+    """A known DICOM application entity (a row of the AE table, ``[peers.AE_TITLE]``)."""
+
+    ae_title: str
+    host: str
+    port: Annotated[int, Field(ge=0, le=65535)]
+    #: Transfer syntax UIDs this peer accepts; empty means "propose the usual ones".
+    transfer_syntaxes: StrTuple = ()
+
+    def __init__(self, ae_title: str | None = None, host: str | None = None, port: int | None = None,
+                 transfer_syntaxes: tuple[str, ...] | list[str] = (), **data: Any) -> None:
+        # positional form ``Peer("PACS", "host", 104)`` as before
+        if ae_title is not None:
+            data["ae_title"] = ae_title
+        if host is not None:
+            data["host"] = host
+        if port is not None:
+            data["port"] = port
+        data.setdefault("transfer_syntaxes", tuple(transfer_syntaxes))
+        super().__init__(**data)
+
+    @classmethod
+    def parse(cls, spec: str) -> Peer:
+        """Parse ``AE=host:port`` or ``AE@host:port``."""
+        m = re.fullmatch(r"\s*([^=@]+?)\s*[=@]\s*(\[[^\]]+\]|[^:]+):(\d+)\s*", spec)
+        if not m:
+            raise ConfigError(f"peer {spec!r}: expected AE=host:port")
+        ae, host, port = m.group(1), m.group(2).strip("[]"), int(m.group(3))
+        return cls(validate_ae_title(ae, "peer AE title"), host, validate_port(port))
+
+
+class TechniqueRule(Section):
+    """``[[pipeline.rules]]``: override the technique by calling AE / protocol glob."""
+
+    calling_ae: str = "*"
+    protocol: str = "*"
+    #: A technique name (``dsc``, ``dce`` …) or ``"none"`` (never analyse); checked by the pipeline.
+    technique: str
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style read (``rule.get("technique")``), as the rule matcher uses it."""
+        return getattr(self, key, default)
+
+
+class PipelineSettings(Section):
+    """``[pipeline]``: series completion → jobs → maps → destinations."""
+
+    enabled: bool = True
+    #: A series with no new instance for this long is complete.
+    stable_s: Seconds = 10.0
+    poll_s: Annotated[float, Field(gt=0)] = 0.5
+    #: Analysis processes.
+    workers: Annotated[int, Field(ge=1)] = 1
+    #: Where maps go (AE titles from the AE table).
+    destinations: StrTuple = ()
+    #: Per calling AE, instead of ``destinations``.
+    destinations_by_ae: Annotated[dict[str, StrTuple], Field(strict=False)] = {}
+    #: Also send the maps back to the AE that sent the series.
+    return_to_sender: bool = False
+    #: Ask each destination for storage commitment (report on the same association).
+    commit: bool = False
+    #: How long to wait for the destination's N-EVENT-REPORT on the commitment association.
+    commit_timeout_s: Seconds = 60.0
+    #: Also send colour renderings (not for quantitative use).
+    colour: bool = False
+    retry_initial_s: Seconds = 1.0
+    retry_max_s: Seconds = 60.0
+    #: Give up delivering (job failed) after this long; 0 = never.
+    retry_give_up_s: Seconds = 86_400.0
+    rules: Annotated[tuple[TechniqueRule, ...], Field(strict=False)] = ()
+
+    def destinations_for(self, calling_ae: str, settings: Settings) -> list[str]:
+        dests = list(self.destinations_by_ae.get(calling_ae.strip(), self.destinations))
+        if self.return_to_sender and calling_ae.strip() in settings.peers and calling_ae.strip() not in dests:
+            dests.append(calling_ae.strip())
+        return dests
+
+
+class CommitmentSettings(Section):
+    """``[commitment]``: the Storage Commitment SCP's report queue."""
+
+    retry_base_s: Seconds = 2.0
+    retry_max_s: Seconds = 300.0
+    poll_s: Annotated[float, Field(gt=0)] = 1.0
+    #: Try the N-ACTION's own association for the report first.
+    same_association: bool = False
+
+
+class QcSettings(Section):
+    """``[qc]``: protocol compliance and data quality."""
+
+    #: A folder of site rule files overriding the shipped ESR protocols (``perfnode report``, jobs).
+    protocols: PathValue | None = None
+
+
+class WebSettings(Section):
+    """``[web]``: the DICOMweb server and the viewer (``perfnode serve --web-port N`` / ``--no-web``).
+
+    ``[web.users]`` maps a user to ``"sha256:<hex of the password>"`` (Basic authentication).
+    """
+
+    enabled: bool = True
+    port: Annotated[int, Field(ge=0, le=65535)] = 8042
+    #: Bind address; unset = the DICOM node's ``host``.
+    host: str | None = None
+    #: Who needs no credentials: "loopback" (default), "all" or "none".
+    anonymous: Literal["loopback", "all", "none"] = "loopback"
+    #: Accepted ``Authorization: Bearer`` tokens.
+    tokens: StrTuple = ()
+    users: Annotated[dict[str, str], Field(strict=False)] = {}
+    #: e.g. an OHIF Viewer served from elsewhere.
+    cors_origins: StrTuple = ()
+    #: HTTPS when both are set.
+    tls_cert: PathValue | None = None
+    tls_key: PathValue | None = None
+    #: QIDO-RS answers at most this many matches per request.
+    max_qido_results: Annotated[int, Field(ge=1)] = 10_000
+    #: Responses at least this large, of a compressible type, are gzip-ed for clients that accept it.
+    gzip_min_bytes: Annotated[int, Field(ge=0)] = 1024
+
+    @model_validator(mode="after")
+    def _certificate_pair(self) -> WebSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        for p in (self.tls_cert, self.tls_key):
+            if p is not None and not p.is_file():
+                raise ValueError(f"{p}: no such file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def bind_host(self, settings: Settings) -> str:
+        host = settings.host if self.host is None else self.host
+        return host or "0.0.0.0"
+
+    def with_(self, **changes: Any) -> WebSettings:
+        return self.model_copy(update=changes)
+
+
+class Settings(Section):
+    """Everything perfnode needs to know; the ``[node]`` keys are flat fields."""
+
+    # [node]
     ae_title: str = "PERFNODE"
-    host: str = ""  # bind address; "" = all interfaces
-    port: int = 11112
-    data: Path = Path("perfnode-data")
-    database: str | None = None  # SQLAlchemy URL; None = SQLite file in the data folder
-    max_associations: int = 16
-    acse_timeout: float = 30.0
-    dimse_timeout: float = 60.0
-    network_timeout: float = 60.0
-    #: Maximum PDU length we offer to receive (bytes); chosen by benchmarks/ingest.py.
+    #: Bind address; "" = all interfaces.
+    host: str = ""
+    port: Annotated[int, Field(ge=0, le=65535)] = 11112
+    data: PathValue = Path("perfnode-data")
+    #: SQLAlchemy URL; None = SQLite file in the data folder.
+    database: str | None = None
+    max_associations: Annotated[int, Field(ge=1)] = 16
+    acse_timeout: Seconds = 30.0
+    dimse_timeout: Seconds = 60.0
+    network_timeout: Seconds = 60.0
+    #: Maximum PDU length we offer to receive (bytes, 0 = unlimited); chosen by benchmarks/ingest.py.
     max_pdu: int = 262_144
     require_known_peers: bool = False
-    #: What to do when a SOP Instance UID arrives again with different bytes:
-    #: "reject" (default: failure status, keep the stored copy) or "replace".
-    duplicate_policy: str = "reject"
-    peers: dict[str, Peer] = field(default_factory=dict)
-    #: Other TOML tables, for the components that own them.
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Same SOP Instance UID with different bytes: "reject" (failure status, keep the stored copy) or
+    #: "replace".
+    duplicate_policy: Literal["reject", "replace"] = "reject"
+    # other tables
+    peers: Annotated[dict[str, Peer], Field(strict=False)] = {}
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
+    qc: QcSettings = Field(default_factory=QcSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def database_url(self) -> str:
@@ -102,86 +258,168 @@ class Settings:
             raise ConfigError(f"unknown AE {ae_title!r}: not in the AE table (--peer AE=host:port)") from None
 
     def section(self, name: str) -> dict[str, Any]:
-        return self.sections.get(name, {})
+        """A table as a plain dict (deprecated: use the typed attribute, e.g. ``settings.pipeline``)."""
+        value = getattr(self, name, None)
+        return value.model_dump() if isinstance(value, BaseModel) else {}
+
+    def sources(self) -> dict[str, str]:
+        """``"table.key"`` → where its value came from: ``default``, ``file PATH``, ``env NAME`` or
+        ``command line``."""
+        return dict(self._sources)
 
 
-_NODE_KEYS = {f.name for f in fields(Settings)} - {"peers", "sections"}
+#: The tables of the file: name → field of :class:`Settings` ("node" is the flat part).
+TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web")
+NODE_KEYS = tuple(k for k, f in Settings.model_fields.items()
+                  if k not in TABLES and not isinstance(f.default, BaseModel) and f.default_factory is None)
+SECTIONS = tuple(t for t in TABLES if t not in ("node", "peers"))
 
 
-def _coerce(name: str, value: Any) -> Any:
-    default = getattr(Settings(), name)
+def _where(loc: tuple[Any, ...]) -> str:
+    """``[pipeline] workers`` / ``[node] port`` / ``[peers.PACS] host`` from a pydantic error location."""
+    parts = [str(p) for p in loc]
+    if not parts:
+        return "settings"
+    if parts[0] in SECTIONS:
+        table, rest = parts[0], parts[1:]
+        if table == "pipeline" and rest[:1] == ["rules"] and len(rest) > 1:
+            return f"[[pipeline.rules]] #{int(rest[1]) + 1} {' '.join(rest[2:])}".rstrip()
+        return f"[{table}] {'.'.join(rest)}".rstrip()
+    if parts[0] == "peers" and len(parts) > 1:
+        return f"[peers.{parts[1]}] {'.'.join(parts[2:])}".rstrip()
+    return f"[node] {'.'.join(parts)}"
+
+
+def _one_line(exc: ValidationError, origin: str) -> ConfigError:
+    err = exc.errors()[0]
+    where = _where(tuple(err.get("loc", ())))
+    if err.get("type") == "extra_forbidden":
+        return ConfigError(f"{origin}: {where}: unknown setting")
+    if err.get("type") == "missing":
+        return ConfigError(f"{origin}: {where}: missing (required)")
+    if err.get("type") == "value_error":  # a rule across keys of a table
+        return ConfigError(f"{origin}: {where}: {str(err.get('msg', '')).removeprefix('Value error, ')}")
+    msg = str(err.get("msg", "invalid")).replace("Input should be", "expected").replace("Value error, ", "")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return ConfigError(f"{origin}: {where}: {msg}, got {err.get('input')!r}{more}")
+
+
+def _field_annotation(model: type[BaseModel], key: str) -> Any:
+    return model.model_fields[key].annotation
+
+
+def _from_env(model: type[BaseModel], key: str, raw: str, name: str) -> Any:
+    """An environment string read leniently for the field's type (lists: comma-separated or JSON)."""
+    ann = _field_annotation(model, key)
+    text = raw.strip()
     try:
-        if name == "data":
-            return Path(value)
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in {"1", "true", "yes", "on"}
-            return bool(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {name}: {value!r} is not a valid {type(default).__name__}") from None
-    return value
-
-
-def _check(s: Settings) -> Settings:
-    validate_ae_title(s.ae_title)
-    validate_port(s.port)
-    if s.duplicate_policy not in {"reject", "replace"}:
-        raise ConfigError(f"duplicate_policy {s.duplicate_policy!r}: expected 'reject' or 'replace'")
-    if s.max_associations < 1:
-        raise ConfigError("max_associations must be at least 1")
-    if not 4096 <= s.max_pdu <= 2**32 - 1 and s.max_pdu != 0:
-        raise ConfigError(f"max_pdu {s.max_pdu}: 0 (unlimited) or 4096–4294967295")
-    return s
+        if text[:1] in "[{":
+            return TypeAdapter(ann).validate_python(json.loads(text), strict=False)
+        if "tuple" in str(ann) or "list" in str(ann):
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+        return TypeAdapter(ann).validate_python(raw, strict=False)
+    except ValidationError as exc:
+        msg = str(exc.errors()[0].get("msg", "invalid")).replace("Input should be", "expected")
+        raise ConfigError(f"environment {name}={raw!r}: {msg}") from None
+    except ValueError as exc:
+        raise ConfigError(f"environment {name}={raw!r}: {exc}") from None
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from a TOML file, ``PERFNODE_*`` environment variables and overrides.
 
-    ``overrides`` uses the field names; ``None`` values are ignored, and ``peers`` may be a
-    list of ``AE=host:port`` strings that are added to (and win over) the file's table.
+    ``overrides`` (the command line) uses the ``[node]`` field names; ``None`` values are ignored,
+    and ``peers`` may be a list of ``AE=host:port`` strings that are added to (and win over) the
+    file's table.
     """
     values: dict[str, Any] = {}
-    peers: dict[str, Peer] = {}
-    sections: dict[str, dict[str, Any]] = {}
+    tables: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    peers: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    origin = "settings"
     if config_file:
         path = Path(config_file)
+        origin = f"config file {path}"
         try:
             doc = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path}: not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path}: cannot read it ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+        for table, content in doc.items():
+            if table not in TABLES:
+                raise ConfigError(f"{origin}: [{table}]: unknown table (known: {', '.join(TABLES)})")
+            if not isinstance(content, dict):
+                raise ConfigError(f"{origin}: {table} must be a table ([{table}])")
         for key, value in doc.get("node", {}).items():
-            if key not in _NODE_KEYS:
-                raise ConfigError(f"config file {path}: unknown setting [node] {key}")
-            values[key] = _coerce(key, value)
+            if key not in NODE_KEYS:
+                raise ConfigError(f"{origin}: [node] {key}: unknown setting")
+            values[key] = value
+            sources[f"node.{key}"] = f"file {path}"
         for ae, spec in doc.get("peers", {}).items():
-            if "host" not in spec or "port" not in spec:
-                raise ConfigError(f"config file {path}: [peers.{ae}] needs host and port")
-            peers[ae] = Peer(
-                validate_ae_title(ae, "peer AE title"),
-                str(spec["host"]),
-                validate_port(spec["port"]),
-                tuple(spec.get("transfer_syntaxes", ())),
-            )
-        sections = {k: v for k, v in doc.items() if k not in {"node", "peers"} and isinstance(v, dict)}
-    for key in _NODE_KEYS:
-        env = os.environ.get(f"PERFNODE_{key.upper()}")
-        if env is not None:
-            values[key] = _coerce(key, env)
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{origin}: [peers.{ae}] must be a table with host and port")
+            validate_ae_title(ae, f"{origin}: [peers.{ae}] AE title")
+            peers[ae] = {"ae_title": ae, **spec}
+            sources[f"peers.{ae}"] = f"file {path}"
+        for table in SECTIONS:
+            for key, value in doc.get(table, {}).items():
+                tables[table][key] = value
+                sources[f"{table}.{key}"] = f"file {path}"
+    env_origin = "environment"
+    for key in NODE_KEYS:
+        name = f"PERFNODE_{key.upper()}"
+        if (raw := os.environ.get(name)) is not None:
+            values[key] = _from_env(Settings, key, raw, name)
+            sources[f"node.{key}"] = f"env {name}"
+    for table in SECTIONS:
+        model = Settings.model_fields[table].annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for key in model.model_fields:
+            name = f"PERFNODE_{table.upper()}__{key.upper()}"
+            if (raw := os.environ.get(name)) is not None:
+                tables[table][key] = _from_env(model, key, raw, name)
+                sources[f"{table}.{key}"] = f"env {name}"
     for key, value in overrides.items():
         if value is None:
             continue
-        if key == "peers":
+        table, _, sub = key.partition("__")
+        if sub and table in SECTIONS:  # another table's key on the command line: web__port=…
+            tables[table][sub] = value
+            sources[f"{table}.{sub}"] = "command line"
+        elif key == "peers":
             for spec in value:
                 p = spec if isinstance(spec, Peer) else Peer.parse(spec)
-                peers[p.ae_title] = p
-        elif key in _NODE_KEYS:
-            values[key] = _coerce(key, value)
+                peers[p.ae_title] = p.model_dump()
+                sources[f"peers.{p.ae_title}"] = "command line"
+        elif key in NODE_KEYS:
+            values[key] = value
+            sources[f"node.{key}"] = "command line"
         else:
             raise ConfigError(f"unknown setting {key}")
-    return _check(replace(Settings(), **values, peers=peers, sections=sections))
+    doc_origin = origin if config_file else env_origin
+    try:
+        settings = Settings.model_validate({**values, "peers": peers, **tables}, strict=None)
+    except ValidationError as exc:
+        raise _one_line(exc, doc_origin) from None
+    for key in NODE_KEYS:
+        sources.setdefault(f"node.{key}", "default")
+    for table in SECTIONS:
+        for key in type(getattr(settings, table)).model_fields:
+            sources.setdefault(f"{table}.{key}", "default")
+    settings._sources = sources
+    return _check(settings, doc_origin)
+
+
+def _check(s: Settings, origin: str) -> Settings:
+    """Rules that span keys or need more than a type."""
+    validate_ae_title(s.ae_title)
+    if not 4096 <= s.max_pdu <= 2**32 - 1 and s.max_pdu != 0:
+        raise ConfigError(f"max_pdu {s.max_pdu}: 0 (unlimited) or 4096–4294967295")
+    p = s.pipeline
+    for ae in (*p.destinations, *(a for v in p.destinations_by_ae.values() for a in v)):
+        if ae.strip() not in s.peers:
+            raise ConfigError(f"{origin}: [pipeline] destination {ae!r}: not in the AE table ([peers.{ae}])")
+    return s

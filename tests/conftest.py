@@ -9,7 +9,7 @@ import pytest
 
 # Nodes started by tests (in process or as `perfnode serve` subprocesses) do not open the DICOMweb
 # port unless a test asks for it (`--web-port N`): many nodes run side by side, and 8042 is one port.
-os.environ.setdefault("PERFNODE_WEB_ENABLED", "0")
+os.environ.setdefault("PERFNODE_WEB__ENABLED", "0")
 
 from tests.nodes import Node, free_port
 

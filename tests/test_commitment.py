@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from perfnode.archive import commitment as cm
 from perfnode.archive.db import Database
 from perfnode.archive.models import Base, CommitmentRequest, Instance, Patient, Series, Study
 from perfnode.archive.storage import Storage
+from perfnode.clock import utcnow
 from tests.nodes import free_port
 from tests.test_query_data import load, series_of
 
@@ -57,7 +58,7 @@ def _index_file(db: Database, root: Path, uid: str, cls: str = CTImageStorage) -
                 path=rel,
                 size_bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
-                received_at=datetime(2024, 1, 1),
+                received_at=datetime(2024, 1, 1, tzinfo=UTC),
             )
         )
     return root / rel
@@ -100,7 +101,7 @@ def test_backoff_and_delivery_state(tmp_path):
     delays = [cm.mark_failed(db, rid, "down", base_s=1.0, max_s=5.0) for _ in range(5)]
     assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
     assert cm.due(db) == []  # next attempt is in the future
-    assert cm.due(db, datetime.now() + timedelta(seconds=10)) == [(rid, False)]
+    assert cm.due(db, utcnow() + timedelta(seconds=10)) == [(rid, False)]
     cm.mark_delivered(db, rid)
     with db.session() as s:
         req = s.get(CommitmentRequest, rid)

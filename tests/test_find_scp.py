@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -172,7 +172,7 @@ def test_specific_character_sets(loaded, tmp_path):
 def many_rows(url: str, n: int) -> None:
     """``n`` index rows in one series (no files needed to answer C-FIND)."""
     db = Database(url)
-    now = datetime(2024, 1, 1)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
     with db.session() as s:
         series = Series(
             study=Study(patient=Patient(patient_id="MANY"), study_instance_uid="1.9"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from pydicom.dataset import Dataset
@@ -15,7 +15,7 @@ from perfnode.archive.query import PATIENT_ROOT, STUDY_ROOT, Query, QueryError
 
 def populate(db: Database) -> None:
     """Three patients, five studies, series with a two-part concatenation."""
-    now = datetime(2024, 1, 1)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
 
     def inst(series: Series, uid: str, cls: str = CTImageStorage, **kw) -> Instance:
         return Instance(

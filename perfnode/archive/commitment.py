@@ -16,22 +16,19 @@ Life of a request, every step a committed row:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from perfnode.archive.db import Database
-from perfnode.archive.models import CommitmentItem, CommitmentRequest, Instance
+from perfnode.archive.models import CommitmentItem, CommitmentRequest, CommitmentState, Instance
+from perfnode.clock import utcnow
 from perfnode.errors import CLASS_INSTANCE_CONFLICT, NO_SUCH_OBJECT_INSTANCE, PROCESSING_FAILURE
 
 EVENT_ALL_SUCCESS = 1
 EVENT_SOME_FAILURES = 2
 _CHUNK = 500
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class DuplicateTransaction(ValueError):
@@ -73,7 +70,7 @@ def record_request(
             transaction_uid=transaction_uid,
             requester_ae=requester_ae.strip(),
             requester_address=address[:64],
-            state="pending",
+            state=CommitmentState.PENDING,
             received_at=now,
             next_attempt_at=now,
             attempts=0,
@@ -128,7 +125,8 @@ def due(db: Database, now: datetime | None = None) -> list[tuple[int, bool]]:
     with db.read() as s:
         rows = s.execute(
             select(CommitmentRequest.id, CommitmentRequest.evaluated_at)
-            .where(CommitmentRequest.state == "pending", CommitmentRequest.next_attempt_at <= now)
+            .where(CommitmentRequest.state == CommitmentState.PENDING,
+                   CommitmentRequest.next_attempt_at <= now)
             .order_by(CommitmentRequest.next_attempt_at, CommitmentRequest.id)
         ).all()
     return [(r[0], r[1] is not None) for r in rows]
@@ -149,7 +147,7 @@ def report(db: Database, request_id: int) -> Report:
 def mark_delivered(db: Database, request_id: int) -> None:
     with db.session() as s:
         req = s.get(CommitmentRequest, request_id)
-        req.state, req.delivered_at, req.attempts = "delivered", utcnow(), req.attempts + 1
+        req.state, req.delivered_at, req.attempts = CommitmentState.DELIVERED, utcnow(), req.attempts + 1
         req.last_error = ""
 
 
@@ -166,4 +164,5 @@ def mark_failed(db: Database, request_id: int, error: str, base_s: float, max_s:
 
 def pending_count(db: Database) -> int:
     with db.read() as s:
-        return len(s.execute(select(CommitmentRequest.id).where(CommitmentRequest.state == "pending")).all())
+        pending = select(CommitmentRequest.id).where(CommitmentRequest.state == CommitmentState.PENDING)
+        return len(s.execute(pending).all())

@@ -14,8 +14,8 @@ from datetime import timedelta
 from sqlalchemy import exists, func, select
 
 from perfnode.archive.db import Database
-from perfnode.archive.jobs import now
 from perfnode.archive.models import Instance, Job, Series
+from perfnode.clock import utcnow as now
 
 
 def _concatenations_complete(rows: list[tuple[str, int | None, int | None]]) -> bool | None:

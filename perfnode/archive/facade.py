@@ -32,22 +32,25 @@ from perfnode.archive import findings as _findings
 from perfnode.archive import jobs as _jobs
 from perfnode.archive.commitment import DuplicateTransaction, Report
 from perfnode.archive.db import Database
+from perfnode.archive.ingest import read_header
 from perfnode.archive.jobs import STATES as JOB_STATES
-from perfnode.archive.models import Instance, Job, Series
+from perfnode.archive.models import CommitmentState, Instance, Job, JobState, Series
 from perfnode.archive.query import (
     PATIENT_ROOT,
     STUDY_ROOT,
+    SUPPORTED_KEYS,
     Query,
     QueryError,
     RetrieveItem,
     needs_unicode,
 )
-from perfnode.archive.storage import ReceiveFile, Storage
+from perfnode.archive.storage import ReceiveFile, Storage, check_uid
 from perfnode.archive.store import DUPLICATE_POLICIES, Announced, Stored, StoreObjects
 from perfnode.dicom.findings import Finding
 
 __all__ = ["JOB_STATES", "PATIENT_ROOT", "STUDY_ROOT", "DUPLICATE_POLICIES", "Announced", "Archive",
-           "Commitments", "DuplicateTransaction", "Job", "Jobs", "Query", "QueryError", "ReceiveFile",
+           "CommitmentState", "Commitments", "DuplicateTransaction", "Job", "JobState", "Jobs", "Query",
+           "QueryError", "ReceiveFile", "SUPPORTED_KEYS", "check_uid", "read_header", "FindRun",
            "Report", "RetrieveItem", "Stored", "needs_unicode"]
 
 log = logging.getLogger("perfnode.archive")
@@ -103,7 +106,7 @@ class Jobs:
     def claim_next(self) -> Job | None:
         return _jobs.claim_next(self._db)
 
-    def finish(self, job_id: int, state: str, error: str = "", **fields: str) -> None:
+    def finish(self, job_id: int, state: JobState, error: str = "", **fields: str) -> None:
         _jobs.finish(self._db, job_id, state, error, **fields)
 
     def set_fields(self, job_id: int, **fields: str) -> None:
@@ -118,7 +121,7 @@ class Jobs:
     def record_sent(self, job_id: int, sop_instance_uid: str, destination: str) -> None:
         _jobs.record_sent(self._db, job_id, sop_instance_uid, destination)
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
+    def list(self, state: JobState | str | None = None, limit: int = 100) -> list[Job]:
         return _jobs.list_jobs(self._db, state, limit)
 
     def get(self, job_id: int) -> Job | None:

@@ -8,7 +8,6 @@ The node stores non-conforming objects all the same: an archive never drops data
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from pathlib import Path
 
 import pydicom
@@ -17,6 +16,7 @@ from sqlalchemy import delete, select
 
 from perfnode.archive.db import Database
 from perfnode.archive.models import Instance, InstanceFinding, Series
+from perfnode.clock import utcnow
 from perfnode.dicom.findings import Finding, Severity
 from perfnode.dicom.perf import check_dataset, is_perfusion_candidate
 
@@ -26,7 +26,7 @@ SECTION = "perf"
 
 def save_findings(db: Database, instance_id: int, findings: list[Finding], section: str = SECTION) -> None:
     """Replace the ``section`` findings of one instance (one transaction)."""
-    now = datetime.now()
+    now = utcnow()
     with db.session() as s:
         s.execute(
             delete(InstanceFinding).where(

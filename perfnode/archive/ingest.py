@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from perfnode.archive.models import Instance, InstanceFinding, Patient, Series, Study
 from perfnode.archive.storage import StoredFile, check_uid
+from perfnode.clock import utcnow
 from perfnode.errors import CannotUnderstand
 
 #: Top-level attributes the index needs (everything else, including pixel data, is skipped).
@@ -187,7 +187,7 @@ def index_instance(session: Session | Connection, ds: Dataset, stored: StoredFil
     """
     pending = {} if pending is None else pending
     uids = header_uids(ds)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     patient_fk = _upsert_id(session, Patient, {
         "patient_id": _text(ds, "PatientID", 64),
         "issuer_of_patient_id": _text(ds, "IssuerOfPatientID", 64),

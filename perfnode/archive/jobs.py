@@ -11,19 +11,14 @@ delivered are in the sent-log (:class:`~perfnode.archive.models.SentObject`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from perfnode.archive.db import Database
-from perfnode.archive.models import Job, SentObject
+from perfnode.archive.models import Job, JobState, SentObject
+from perfnode.clock import utcnow as now
 
-STATES = ("queued", "running", "done", "refused", "failed", "skipped")
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+STATES = tuple(s.value for s in JobState)
 
 
 def create_job(db: Database, series_uid: str, analysis: str, calling_ae: str = "",
@@ -31,7 +26,7 @@ def create_job(db: Database, series_uid: str, analysis: str, calling_ae: str = "
     """Queue an analysis of a series; ``None`` when that job already exists (idempotent)."""
     try:
         with db.session() as s:
-            job = Job(series_instance_uid=series_uid, analysis=analysis, state="queued", error="",
+            job = Job(series_instance_uid=series_uid, analysis=analysis, state=JobState.QUEUED, error="",
                       calling_ae=calling_ae, destinations=",".join(destinations or []), attempts=0,
                       created_at=now(), output_series_uid="", output_dir="")
             s.add(job)
@@ -43,21 +38,22 @@ def create_job(db: Database, series_uid: str, analysis: str, calling_ae: str = "
 def claim_next(db: Database) -> Job | None:
     """Atomically move the oldest queued job to ``running`` and return it."""
     with db.session() as s:
-        job_id = s.scalar(select(Job.id).where(Job.state == "queued").order_by(Job.id).limit(1))
+        job_id = s.scalar(select(Job.id).where(Job.state == JobState.QUEUED).order_by(Job.id).limit(1))
         if job_id is None:
             return None
         claimed = s.execute(
-            update(Job).where(Job.id == job_id, Job.state == "queued")
-            .values(state="running", started_at=now(), attempts=Job.attempts + 1)
+            update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED)
+            .values(state=JobState.RUNNING, started_at=now(), attempts=Job.attempts + 1)
         ).rowcount
         if not claimed:
             return None
         return s.get(Job, job_id)
 
 
-def finish(db: Database, job_id: int, state: str, error: str = "", **fields: str) -> None:
+def finish(db: Database, job_id: int, state: JobState | str, error: str = "", **fields: str) -> None:
     if state not in STATES:
         raise ValueError(f"job state {state!r}: expected one of {STATES}")
+    state = JobState(state)
     with db.session() as s:
         s.execute(update(Job).where(Job.id == job_id)
                   .values(state=state, error=error, finished_at=now(), **fields))
@@ -71,8 +67,8 @@ def set_fields(db: Database, job_id: int, **fields: str) -> None:
 def requeue_interrupted(db: Database) -> int:
     """Put jobs a previous (killed) node left ``running`` back in the queue; returns how many."""
     with db.session() as s:
-        return s.execute(update(Job).where(Job.state == "running")
-                         .values(state="queued", started_at=None)).rowcount
+        return s.execute(update(Job).where(Job.state == JobState.RUNNING)
+                         .values(state=JobState.QUEUED, started_at=None)).rowcount
 
 
 def already_sent(db: Database, job_id: int, destination: str) -> set[str]:
@@ -90,9 +86,9 @@ def record_sent(db: Database, job_id: int, sop_instance_uid: str, destination: s
         pass  # already recorded
 
 
-def list_jobs(db: Database, state: str | None = None, limit: int = 100) -> list[Job]:
+def list_jobs(db: Database, state: JobState | str | None = None, limit: int = 100) -> list[Job]:
     with db.read() as s:
         q = select(Job).order_by(Job.id.desc()).limit(limit)
         if state:
-            q = q.where(Job.state == state)
+            q = q.where(Job.state == JobState(state))
         return list(s.scalars(q))

@@ -8,12 +8,73 @@ DICOM strings, so range matching is a string comparison in SQL.
 
 from __future__ import annotations
 
-from datetime import datetime
+import enum
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from perfnode.clock import as_utc
+
 UID = String(64)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime in and out; ``timestamptz`` on PostgreSQL, a naive UTC string on SQLite
+    (so that SQLite's string comparison of times stays right). A naive value is refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JobState(enum.StrEnum):
+    """queued → running → done | refused (cannot be analysed, the note says why) | failed;
+    ``skipped`` for series perfnode does not analyse."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class CommitmentState(enum.StrEnum):
+    """A storage-commitment request: its report is ``pending`` until ``delivered``."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+
+
+def _state(cls: type[enum.Enum], name: str) -> Enum:
+    """The enum stored as its value in a VARCHAR(16) with a CHECK constraint (same on every database)."""
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16, validate_strings=True,
+                values_callable=lambda e: [m.value for m in e])
 
 
 class Base(DeclarativeBase):
@@ -66,7 +127,7 @@ class Series(Base):
     series_time: Mapped[str] = mapped_column(String(16), default="")
     frame_of_reference_uid: Mapped[str] = mapped_column(UID, default="")
     #: Last time an instance of this series arrived (drives "series stable" completion).
-    last_received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -96,7 +157,7 @@ class Instance(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     #: SHA-256 of the stored file (hex), computed while it was written.
     sha256: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
 
     series: Mapped[Series] = relationship(back_populates="instances")
@@ -115,15 +176,16 @@ class Job(Base):
     series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
     #: Technique analysed: dsc, dce, ctp, asl, ivim.
     analysis: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    state: Mapped[JobState] = mapped_column(_state(JobState, "job_state"), default=JobState.QUEUED,
+                                            index=True)
     error: Mapped[str] = mapped_column(Text, default="")
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
     #: Destination AE titles, comma-separated.
     destinations: Mapped[str] = mapped_column(String(512), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     output_series_uid: Mapped[str] = mapped_column(UID, default="")
     #: Folder (relative to the data folder) holding the job's outputs and report.
     output_dir: Mapped[str] = mapped_column(String(512), default="")
@@ -141,7 +203,7 @@ class SentObject(Base):
     job_fk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     sop_instance_uid: Mapped[str] = mapped_column(UID)
     destination: Mapped[str] = mapped_column(String(16))
-    sent_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     job: Mapped[Job] = relationship(back_populates="sent")
 
@@ -165,15 +227,15 @@ class CommitmentRequest(Base):
     #: Calling AE title of the requester; the report goes to this AE from the AE table.
     requester_ae: Mapped[str] = mapped_column(String(16))
     requester_address: Mapped[str] = mapped_column(String(64), default="")
-    #: "pending" (report not yet delivered) or "delivered".
-    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime)
+    state: Mapped[CommitmentState] = mapped_column(_state(CommitmentState, "commitment_state"),
+                                                   default=CommitmentState.PENDING, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: When the instances were checked (files re-hashed); None = not yet.
-    evaluated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     items: Mapped[list[CommitmentItem]] = relationship(
         back_populates="request", cascade="all, delete-orphan", order_by="CommitmentItem.id")
@@ -214,4 +276,4 @@ class InstanceFinding(Base):
     expected: Mapped[str] = mapped_column(Text, default="")
     rule: Mapped[str] = mapped_column(String(128), default="")
     where: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, data=args.data)
     protocols = list(args.protocols or [])
-    if configured := settings.section("qc").get("protocols"):
-        protocols.insert(0, configured)
+    if settings.qc.protocols is not None:
+        protocols.insert(0, str(settings.qc.protocols))
     target = Path(args.target)
     if target.exists():
         paths, study, series_uid = [target], [], args.series

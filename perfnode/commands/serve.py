@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from perfnode.config import Settings, load_settings
 
@@ -15,13 +14,20 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", action="append", metavar="AE=host:port", help="a known peer (repeatable)")
 
 
-def settings_from(args: argparse.Namespace, **extra):
+def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     return load_settings(args.config, ae_title=args.ae_title, peers=args.peer, **extra)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the DICOM node (C-ECHO, C-STORE, … SCP)",
                        description="Run the DICOM node until SIGTERM/SIGINT.")
+    add_serve_options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    """``--config``, ``--peer`` and every ``[node]`` setting as an option."""
     add_node_options(p)
     p.add_argument("--port", type=int, help="TCP port to listen on (default 11112)")
     p.add_argument("--host", help="address to bind (default: all interfaces)")
@@ -41,29 +47,22 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="same SOP Instance UID with different bytes: reject (default) or replace")
     p.add_argument("--web-port", type=int, metavar="N",
                    help="DICOMweb and viewer HTTP port (default 8042; [web] port in the config file)")
-    p.add_argument("--no-web", action="store_true", help="no DICOMweb server and no viewer")
-    p.set_defaults(func=run)
-    return p
+    p.add_argument("--no-web", action="store_true", default=None, help="no DICOMweb server and no viewer")
 
 
-def with_web_options(settings: Settings, **options: object) -> Settings:
-    """``settings`` with command-line ``[web]`` options (``None`` = not given), which win over the file's and
-    the environment's (:meth:`perfnode.web.settings.WebSettings.from_settings`)."""
-    cli = {k: v for k, v in options.items() if v is not None}
-    return replace(settings, sections={**settings.sections, "web.cli": cli})
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The settings ``serve`` runs with: file < environment < these options."""
+    return settings_from(
+        args, port=args.port, host=args.host, data=args.data, database=args.database,
+        max_associations=args.max_associations, acse_timeout=args.acse_timeout,
+        dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
+        require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy,
+        web__port=args.web_port,
+        web__enabled=False if args.no_web else True if args.web_port is not None else None)
 
 
 def run(args: argparse.Namespace) -> int:
     from perfnode.node import run_node
-    from perfnode.web.settings import WebSettings
 
-    settings = settings_from(
-        args, port=args.port, host=args.host, data=args.data, database=args.database,
-        max_associations=args.max_associations, acse_timeout=args.acse_timeout,
-        dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
-        require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy)
-    enabled = False if args.no_web else True if args.web_port is not None else None
-    settings = with_web_options(settings, port=args.web_port, enabled=enabled)
-    WebSettings.from_settings(settings)  # a bad [web] table is reported before anything starts
-    run_node(settings)
+    run_node(serve_settings(args))
     return 0

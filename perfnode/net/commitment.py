@@ -119,7 +119,7 @@ def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[
     log.info(
         "storage commitment %s from %s: %d instances (request %d)", uid, requester, len(refs), request_id
     )
-    if ctx.settings.section("commitment").get("same_association", False):
+    if ctx.settings.commitment.same_association:
         _OPEN[request_id] = event.assoc  # the worker tries this association first
     wake.set()
     return SUCCESS, None
@@ -181,11 +181,11 @@ class Worker:
     """Evaluates pending requests and delivers their reports, retrying with exponential backoff."""
 
     def __init__(self, ctx: NodeContext) -> None:
-        cfg = ctx.settings.section("commitment")
+        cfg = ctx.settings.commitment
         self.ctx = ctx
-        self.base_s = float(cfg.get("retry_base_s", 2.0))
-        self.max_s = float(cfg.get("retry_max_s", 300.0))
-        self.poll_s = float(cfg.get("poll_s", 1.0))
+        self.base_s = cfg.retry_base_s
+        self.max_s = cfg.retry_max_s
+        self.poll_s = cfg.poll_s
         self.wake = threading.Event()
         self._stop = False
         self.thread = threading.Thread(target=self._run, name="stgcmt-reports", daemon=True)

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 from perfnode.archive.facade import Archive, Stored
-from perfnode.config import Settings
+from perfnode.config import PipelineSettings, Settings
 from perfnode.net.client import AssociationFailed, send
 from perfnode.net.qr_client import QueryFailed, commit, references
-from perfnode.pipeline.settings import PipelineSettings
 
 log = logging.getLogger("perfnode.pipeline")
 

@@ -23,10 +23,9 @@ from pathlib import Path
 from pydicom import dcmread
 
 from perfnode import techniques
-from perfnode.archive.facade import Archive, Job, Stored
-from perfnode.config import Settings
+from perfnode.archive.facade import Archive, Job, JobState, Stored
+from perfnode.config import PipelineSettings, Settings
 from perfnode.pipeline.deliver import deliver, request_commitment
-from perfnode.pipeline.settings import PipelineSettings
 from perfnode.pipeline.technique import choose
 
 log = logging.getLogger("perfnode.pipeline")
@@ -109,7 +108,7 @@ class Supervisor:
                 if technique is None:
                     job = jobs.create(series_uid, "none", calling_ae)
                     if job:
-                        jobs.finish(job.id, "skipped", why)
+                        jobs.finish(job.id, JobState.SKIPPED, why)
                     continue
             quiet = archive.study_quiet(series_uid, self.cfg.stable_s)
             if techniques.get(technique).companions and not quiet:
@@ -150,7 +149,7 @@ class Supervisor:
             outcome = self.processes.submit(analyse, request, None, job.series_instance_uid).result()
             if outcome.status != "written" or outcome.result is None:
                 log.warning("job %d: %s", job.id, outcome.line())
-                state = "refused" if outcome.status == "refused" else "failed"
+                state = JobState.REFUSED if outcome.status == "refused" else JobState.FAILED
                 archive.jobs.finish(job.id, state, outcome.reason)
                 return
             result = outcome.result
@@ -161,7 +160,7 @@ class Supervisor:
             archive.jobs.set_fields(job.id, output_series_uid=result.series_uid, output_dir=str(out_dir))
         except Exception as exc:
             log.exception("job %d failed", job.id)
-            archive.jobs.finish(job.id, "failed", f"{type(exc).__name__}: {exc}")
+            archive.jobs.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")
             return
         self.delivering.submit(self._deliver_job, job, archived, "; ".join(result.notes))
 
@@ -175,17 +174,17 @@ class Supervisor:
                     request_commitment(self.settings, job.id, dest, archived, self.cfg, self.stopping)
         except Exception as exc:
             log.error("job %d: delivery failed: %s", job.id, exc)
-            self.archive.jobs.finish(job.id, "failed", f"delivery: {exc}")
+            self.archive.jobs.finish(job.id, JobState.FAILED, f"delivery: {exc}")
             return
         if self.stopping.is_set():
             return  # left running: re-queued and finished at the next start
-        self.archive.jobs.finish(job.id, "done", note)
+        self.archive.jobs.finish(job.id, JobState.DONE, note)
         log.info("job %d: done (sent to %s)", job.id, ", ".join(dests) or "no destination")
 
 
 def start_pipeline(archive: Archive, settings: Settings) -> Callable[[], None] | None:
     """Start the supervisor when ``[pipeline] enabled``; returns its stop function (or ``None``)."""
-    cfg = PipelineSettings.from_settings(settings)
+    cfg = settings.pipeline
     if not cfg.enabled:
         return None
     return Supervisor(archive, settings, cfg).start()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from perfnode.web.settings import WebSettings
+from perfnode.config import WebSettings
 
 log = logging.getLogger("perfnode.web.access")
 

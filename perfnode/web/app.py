@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from perfnode.archive.facade import QueryError, RetrieveItem
+from perfnode.config import WebSettings
 from perfnode.web import objects, qido, rendered, stow
 from perfnode.web.access import AccessControl
 from perfnode.web.backend import Backend
@@ -39,7 +40,6 @@ from perfnode.web.media import (
     parse_accept,
     require_json,
 )
-from perfnode.web.settings import WebSettings
 
 log = logging.getLogger("perfnode.web")
 

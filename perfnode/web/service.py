@@ -14,9 +14,8 @@ import socket
 import threading
 from collections.abc import Callable
 
-from perfnode.config import ConfigError
+from perfnode.config import ConfigError, WebSettings
 from perfnode.net.context import NodeContext
-from perfnode.web.settings import WebSettings
 
 log = logging.getLogger("perfnode.web")
 
@@ -86,7 +85,7 @@ class WebServer:
 
 
 def start(ctx: NodeContext) -> Callable[[], None] | None:
-    web = WebSettings.from_settings(ctx.settings)
+    web = ctx.settings.web
     if not web.enabled:
         return None
     return WebServer(ctx, web).start()

@@ -120,10 +120,9 @@ def test_a_series_waiting_for_its_study_is_read_once(tmp_path, monkeypatch):
 
     from perfnode.archive.facade import Archive
     from perfnode.archive.storage import Storage
-    from perfnode.config import load_settings
+    from perfnode.config import PipelineSettings, load_settings
     from perfnode.phantoms import make
     from perfnode.pipeline import runner
-    from perfnode.pipeline.settings import PipelineSettings
 
     settings = load_settings(data=str(tmp_path / "data"))
     storage = Storage(settings.data)

@@ -60,8 +60,8 @@ def test_loopback_is_anonymous_by_default(web_node):
 
 def test_access_rules_by_client_address():
     """The decision itself, for addresses a loopback-only test machine cannot connect from."""
+    from perfnode.config import WebSettings
     from perfnode.web.access import AccessControl
-    from perfnode.web.settings import WebSettings
 
     ac = AccessControl(app=None, web=WebSettings())
     assert ac.user({"client": ("127.0.0.1", 1), "headers": []}) == "anonymous"
@@ -116,7 +116,8 @@ def test_bad_web_settings_are_one_line(tmp_path):
         timeout=120,
     )
     assert (
-        res.returncode == 2 and "[web] anonymous 'sometimes'" in res.stderr and "Traceback" not in res.stderr
+        res.returncode == 2 and "[web] anonymous: expected 'loopback', 'all' or 'none', got 'sometimes'"
+        in res.stderr and "Traceback" not in res.stderr
     )
 
 
