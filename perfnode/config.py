@@ -26,8 +26,10 @@ the file, from ``PERFNODE_<SECTION>__<KEY>`` (``[node]`` keys: ``PERFNODE_<KEY>`
 ``config --show``. **Adding a table**: a model class (``class XSettings(Section)``) and one field on
 :class:`Settings` (``x: XSettings = Field(default_factory=XSettings)``).
 
-Environment values are strings and are read leniently (``"true"``, ``"2"``, ``"a,b"`` for a list);
-values in the file must have the right TOML type.
+Environment values are strings and are read leniently (``"true"``, ``"2"``, ``"a,b"`` for a list; an
+empty value counts as unset); values in the file must have the right TOML type. ``PERFNODE_CONFIG``
+names the file when ``--config`` is not given; ``PERFNODE_PEERS="AE=host:port AE2=host:port"`` adds
+to the AE table.
 """
 
 from __future__ import annotations
@@ -325,6 +327,12 @@ def _from_env(model: type[BaseModel], key: str, raw: str, name: str) -> Any:
         raise ConfigError(f"environment {name}={raw!r}: {exc}") from None
 
 
+def _env(name: str) -> str | None:
+    """An environment variable; empty counts as unset (compose passes ``${X:-}`` as "")."""
+    value = os.environ.get(name)
+    return value if value else None
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from a TOML file, ``PERFNODE_*`` environment variables and overrides.
 
@@ -337,6 +345,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     peers: dict[str, Any] = {}
     sources: dict[str, str] = {}
     origin = "settings"
+    if not config_file and _env("PERFNODE_CONFIG"):
+        config_file = _env("PERFNODE_CONFIG")
     if config_file:
         path = Path(config_file)
         origin = f"config file {path}"
@@ -371,7 +381,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     env_origin = "environment"
     for key in NODE_KEYS:
         name = f"PERFNODE_{key.upper()}"
-        if (raw := os.environ.get(name)) is not None:
+        if (raw := _env(name)) is not None:
             values[key] = _from_env(Settings, key, raw, name)
             sources[f"node.{key}"] = f"env {name}"
     for table in SECTIONS:
@@ -379,9 +389,16 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         assert isinstance(model, type) and issubclass(model, BaseModel)
         for key in model.model_fields:
             name = f"PERFNODE_{table.upper()}__{key.upper()}"
-            if (raw := os.environ.get(name)) is not None:
+            if (raw := _env(name)) is not None:
                 tables[table][key] = _from_env(model, key, raw, name)
                 sources[f"{table}.{key}"] = f"env {name}"
+    for spec in (_env("PERFNODE_PEERS") or "").split():
+        try:
+            p = Peer.parse(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"environment PERFNODE_PEERS: {exc}") from None
+        peers[p.ae_title] = p.model_dump()
+        sources[f"peers.{p.ae_title}"] = "env PERFNODE_PEERS"
     for key, value in overrides.items():
         if value is None:
             continue

@@ -124,3 +124,18 @@ def test_every_key_has_a_type_and_a_default():
         for name, field in model.model_fields.items():
             assert field.annotation is not None, name
             assert not field.is_required(), name
+
+
+def test_container_environment(tmp_path, monkeypatch):
+    """What compose passes: the file by PERFNODE_CONFIG, peers by PERFNODE_PEERS, ${X:-} as unset."""
+    monkeypatch.setenv("PERFNODE_CONFIG", str(write(tmp_path, '[node]\nae_title = "BOXED"\n')))
+    monkeypatch.setenv("PERFNODE_PEERS", "PACS=pacs.example.org:104  VIEWER@10.0.0.7:11112")
+    monkeypatch.setenv("PERFNODE_PORT", "")
+    monkeypatch.setenv("PERFNODE_PIPELINE__WORKERS", "")
+    s = load_settings()
+    assert s.ae_title == "BOXED" and s.port == 11112 and s.pipeline.workers == 1
+    assert s.peer("VIEWER").host == "10.0.0.7" and s.peer("PACS").port == 104
+    assert s.sources()["peers.PACS"] == "env PERFNODE_PEERS"
+    monkeypatch.setenv("PERFNODE_PEERS", "PACS:104")
+    with pytest.raises(ConfigError, match="PERFNODE_PEERS: peer 'PACS:104'"):
+        load_settings()
