@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,5 +212,9 @@ def test_find_move_get_against_dcmqrscp(dcmqrscp, tmp_path, perfnode):
     assert sorted(p.name for p in out.iterdir()) == [f"1.2.7.3.1.{i}.dcm" for i in (1, 2, 3)]
     res = perfnode("find", target, "-l", "STUDY", "-k", "StudyInstanceUID=1.2.3.4.5")
     assert res.returncode == 0 and "0 study matches" in res.stdout
-    # a Path that does not exist is refused cleanly
-    assert not Path(tmp_path / "nothing").exists()
+    # a path that does not exist is refused cleanly: one line naming it, nothing sent, no traceback
+    missing = tmp_path / "nothing"
+    res = perfnode("send", str(missing), str(files[0]), "--to", target, "--no-progress")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [f"perfnode send: {missing}: no such file or folder"]
+    assert "Traceback" not in res.stdout + res.stderr and "sent" not in res.stdout

@@ -144,7 +144,8 @@ class Supervisor:
                 out_dir=str(archive.path(str(out_dir))),
                 uid_seed=f"{job.series_instance_uid}/{job.analysis}", colour=self.cfg.colour,
                 companions=[str(f) for f in companions],
-                decision=self.decisions.pop(job.series_instance_uid, None))
+                decision=self.decisions.pop(job.series_instance_uid, None),
+                protocols=str(self.settings.qc.protocols) if self.settings.qc.protocols else None)
             t0 = time.monotonic()
             outcome = self.processes.submit(analyse, request, None, job.series_instance_uid).result()
             if outcome.status != "written" or outcome.result is None:
