@@ -1,8 +1,9 @@
-"""Shared fixtures: a running node on a free port with a temporary data folder."""
+"""Shared fixtures: a running node on a free port with a temporary data folder; the skip gate."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,36 @@ import pytest
 # port unless a test asks for it (`--web-port N`): many nodes run side by side, and 8042 is one port.
 os.environ.setdefault("PERFNODE_WEB__ENABLED", "0")
 
-from tests.nodes import Node, free_port
+from tests.nodes import Node, free_port  # noqa: E402 - after the environment above
+
+#: The only skips a run may have (reason pattern → why it is acceptable). Any other skip — a missing
+#: DCMTK tool, PostgreSQL, Chromium, test data — fails the run: the set-up (./run.sh) installs them,
+#: and a run that silently tested less must not pass.
+ALLOWED_SKIPS: dict[str, str] = {
+    r"cannot mount a tmpfs here \(needs root\)":
+        "the disk-full test mounts a small tmpfs, which needs root; CI runs as root",
+}
+
+_skipped: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(re.search(p, reason) for p in ALLOWED_SKIPS):
+            _skipped.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _skipped:
+        terminalreporter.section("skips not on the allow-list (tests/conftest.py ALLOWED_SKIPS)", red=True)
+        for nodeid, reason in _skipped:
+            terminalreporter.line(f"{nodeid}: {reason}")
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 
 def sample(name: str) -> str:
-    """Path of one of pydicom's real sample files (package pydicom-data), or skip."""
+    """Path of one of pydicom's real sample files (package pydicom-data, a test dependency)."""
     import warnings
 
     from pydicom.data import get_testdata_file
@@ -15,5 +13,5 @@ def sample(name: str) -> str:
         warnings.simplefilter("ignore")
         path = get_testdata_file(name)
     if path is None:
-        pytest.skip(f"{name}: pydicom-data not installed (pip install pydicom-data)")
+        raise FileNotFoundError(f"{name}: not in pydicom-data (pip install -e '.[test]' installs it)")
     return str(path)

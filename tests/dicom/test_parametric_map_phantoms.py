@@ -7,12 +7,11 @@ import numpy as np
 import pydicom
 import pytest
 
+from perfnode.dicom import frames
 from perfnode.dicom.parametric_map import MapGeometry, build_parametric_maps, frame_order, map_values
 from perfnode.dicom.provenance import read_provenance
+from perfnode.phantoms import objects
 from tests.dicom.test_parametric_map import dciodvfy_errors, save_all
-
-objects = pytest.importorskip("perfnode.phantoms.objects")
-frames = pytest.importorskip("perfnode.dicom.frames")
 
 CASES = [  # technique, shape, truth maps → quantity names
     ("dsc", "single", {"cbf_ml_per_100g_per_min": "cbf", "cbv_ml_per_100g": "cbv", "mtt_s": "mtt"}),

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from perfnode.perfusion.dce import DCEModel, measured_aif, semi_quantitative
 from perfnode.perfusion.signal import spgr_to_concentration
 from perfnode.perfusion.t1 import VFAModel
-
-phantom = pytest.importorskip("perfnode.phantoms.dce")
-common = pytest.importorskip("perfnode.phantoms.common")
+from perfnode.phantoms import common
+from perfnode.phantoms import dce as phantom
 
 
 def test_phantom_pipeline_recovers_truth():

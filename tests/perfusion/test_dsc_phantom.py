@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-phantom = pytest.importorskip("perfnode.phantoms.dsc")
-common = pytest.importorskip("perfnode.phantoms.common")
-
 from perfnode.perfusion.dsc import DscModel  # noqa: E402
+from perfnode.phantoms import common
+from perfnode.phantoms import dsc as phantom
 
 
 @pytest.mark.parametrize("aif_choice", ["truth", "automatic"])

@@ -66,7 +66,7 @@ def test_bad_voxels_and_configuration():
 
 
 def test_ivim_on_the_phantom():
-    phantom = pytest.importorskip("perfnode.phantoms.ivim")
+    from perfnode.phantoms import ivim as phantom
     signal, truth = phantom.simulate()
     tissue = truth["f"] > 0
     fit = IVIMModel(truth["b_values_s_per_mm2"], method="full").fit(signal, mask=tissue, time_axis=0)
