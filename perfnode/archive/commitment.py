@@ -115,8 +115,8 @@ def evaluate(db: Database, storage: Any, request_id: int) -> None:
             outcome[item_id] = None if ok else PROCESSING_FAILURE
     with db.session() as s:
         for item_id, reason in outcome.items():
-            s.get(CommitmentItem, item_id).failure_reason = reason
-        s.get(CommitmentRequest, request_id).evaluated_at = utcnow()
+            s.get_one(CommitmentItem, item_id).failure_reason = reason
+        s.get_one(CommitmentRequest, request_id).evaluated_at = utcnow()
 
 
 def due(db: Database, now: datetime | None = None) -> list[tuple[int, bool]]:
@@ -134,7 +134,7 @@ def due(db: Database, now: datetime | None = None) -> list[tuple[int, bool]]:
 
 def report(db: Database, request_id: int) -> Report:
     with db.read() as s:
-        req = s.get(CommitmentRequest, request_id)
+        req = s.get_one(CommitmentRequest, request_id)
         rep = Report(req.id, req.transaction_uid, req.requester_ae)
         for it in req.items:
             if it.failure_reason is None:
@@ -146,7 +146,7 @@ def report(db: Database, request_id: int) -> Report:
 
 def mark_delivered(db: Database, request_id: int) -> None:
     with db.session() as s:
-        req = s.get(CommitmentRequest, request_id)
+        req = s.get_one(CommitmentRequest, request_id)
         req.state, req.delivered_at, req.attempts = CommitmentState.DELIVERED, utcnow(), req.attempts + 1
         req.last_error = ""
 
@@ -154,9 +154,9 @@ def mark_delivered(db: Database, request_id: int) -> None:
 def mark_failed(db: Database, request_id: int, error: str, base_s: float, max_s: float) -> float:
     """Record a failed delivery; the next attempt waits ``base_s·2^(attempts-1)`` (at most ``max_s``)."""
     with db.session() as s:
-        req = s.get(CommitmentRequest, request_id)
+        req = s.get_one(CommitmentRequest, request_id)
         req.attempts += 1
-        delay = min(max_s, base_s * 2 ** (req.attempts - 1))
+        delay = min(max_s, base_s * 2.0 ** (req.attempts - 1))
         req.next_attempt_at = utcnow() + timedelta(seconds=delay)
         req.last_error = error[:2000]
     return delay

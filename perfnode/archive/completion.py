@@ -53,14 +53,14 @@ def ready_series(db: Database, stable_s: float) -> list[tuple[str, str]]:
             count, frames, min_concat = stats.get(series_id, (0, None, ""))
             concat = None
             if count and min_concat:  # only concatenation parts: look at their numbers
-                concat = _concatenations_complete([tuple(r) for r in s.execute(
+                concat = _concatenations_complete([(r[0], r[1], r[2]) for r in s.execute(
                     select(Instance.concatenation_uid, Instance.in_concatenation_number,
                            Instance.in_concatenation_total_number).where(Instance.series_fk == series_id))])
             if concat:
                 out.append((uid, "all concatenation parts present"))
             elif concat is None and count == 1 and (frames or 1) > 1:
                 out.append((uid, "one multi-frame instance"))
-            elif last <= cutoff:
+            elif last is not None and last <= cutoff:
                 out.append((uid, f"no new instance for {stable_s:g} s"))
     return out
 

@@ -11,7 +11,9 @@ delivered are in the sent-log (:class:`~perfnode.archive.models.SentObject`).
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import cast
+
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from perfnode.archive.db import Database
@@ -41,10 +43,10 @@ def claim_next(db: Database) -> Job | None:
         job_id = s.scalar(select(Job.id).where(Job.state == JobState.QUEUED).order_by(Job.id).limit(1))
         if job_id is None:
             return None
-        claimed = s.execute(
+        claimed = cast(CursorResult[tuple[()]], s.execute(
             update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED)
             .values(state=JobState.RUNNING, started_at=now(), attempts=Job.attempts + 1)
-        ).rowcount
+        )).rowcount
         if not claimed:
             return None
         return s.get(Job, job_id)
@@ -67,8 +69,9 @@ def set_fields(db: Database, job_id: int, **fields: str) -> None:
 def requeue_interrupted(db: Database) -> int:
     """Put jobs a previous (killed) node left ``running`` back in the queue; returns how many."""
     with db.session() as s:
-        return s.execute(update(Job).where(Job.state == JobState.RUNNING)
-                         .values(state=JobState.QUEUED, started_at=None)).rowcount
+        result = s.execute(update(Job).where(Job.state == JobState.RUNNING)
+                           .values(state=JobState.QUEUED, started_at=None))
+        return int(cast(CursorResult[tuple[()]], result).rowcount)
 
 
 def already_sent(db: Database, job_id: int, destination: str) -> set[str]:
