@@ -1,0 +1,1 @@
+"""DICOMweb services (QIDO-RS, WADO-RS, STOW-RS) and the perfusion viewer, over the archive facade."""
