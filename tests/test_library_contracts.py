@@ -160,10 +160,12 @@ def test_a_received_dataset_streams_into_the_archive_file(tmp_path):
             assoc.release()
     finally:
         server.shutdown()
+        store.uninstall_receive_files()  # process-wide: later tests' own C-STORE SCPs must not see it
         archive.close()
     assert done.wait(5) and got and got[0][0] is ReceiveFile, (
         f"the C-STORE request carried {got[0][0] if got else None}, not the archive's ReceiveFile")
     assert got[0][1] > 8 * 8 * 2  # the dataset (and its meta) were written into it
+    assert pynetdicom.dimse_messages.NamedTemporaryFile.__module__ == "tempfile"  # given back
 
 
 def test_socket_reads_go_through_association_socket_recv():

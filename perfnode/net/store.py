@@ -55,8 +55,16 @@ def contexts(settings: Settings) -> list[Context]:
     return [Context(uid, TRANSFER_SYNTAXES) for uid in storage_sop_classes()]
 
 
+#: pynetdicom's own settings, put back by :func:`uninstall_receive_files`.
+_PYNETDICOM_DEFAULTS = (_config.STORE_RECV_CHUNKED_DATASET, dimse_messages.NamedTemporaryFile)
+
+
 def install_receive_files(archive: Archive) -> None:
-    """Make pynetdicom stream C-STORE datasets into the archive's ``tmp/`` (same file system as objects)."""
+    """Make pynetdicom stream C-STORE datasets into the archive's ``tmp/`` (same file system as objects).
+
+    This is process-wide (pynetdicom reads a module global): every C-STORE SCP of the process, also an
+    SCU's C-GET, writes into the archive until :func:`uninstall_receive_files`.
+    """
     _config.STORE_RECV_CHUNKED_DATASET = True
 
     def factory(*_args: Any, **_kwargs: Any) -> ReceiveFile:
@@ -65,9 +73,19 @@ def install_receive_files(archive: Archive) -> None:
     dimse_messages.NamedTemporaryFile = factory  # type: ignore[assignment]
 
 
+def uninstall_receive_files() -> None:
+    """Give pynetdicom its own receive back (when the server stops)."""
+    _config.STORE_RECV_CHUNKED_DATASET, dimse_messages.NamedTemporaryFile = _PYNETDICOM_DEFAULTS
+
+
 def setup(ctx: NodeContext) -> None:
     """Before the port opens: received datasets go straight into files of the archive."""
     install_receive_files(ctx.archive)
+
+
+def start(ctx: NodeContext) -> Callable[[], None]:
+    """The stopper: the receive goes back to pynetdicom's when the server stops."""
+    return uninstall_receive_files
 
 
 def handle_store(event: Any, ctx: NodeContext) -> Any:

@@ -55,6 +55,12 @@ def received(scp: StoreSCP) -> dict[str, list[str]]:
     return out
 
 
+def node_state(node) -> str:
+    """What a failed wait should show: the jobs and the end of the node's log."""
+    return f"jobs: {jobs_json(node)}\nlog:\n{node.output()[-6000:]}"
+
+
+@pytest.mark.timeout(1200)  # three analyses on a loaded 2-core machine
 def test_routing_colour_rules_workers_and_site_protocols(tmp_path, node_factory):
     maps, viewer, modality = (StoreSCP(tmp_path / n, ae_title=n).start() for n in ("MAPS", "VIEWER", "MR3T"))
     site = tmp_path / "site"
@@ -101,7 +107,10 @@ protocols = "{site}"
             states = sorted(j["state"] for j in jobs_json(node))
             return states == ["done", "done", "skipped"]
 
-        wait_for(finished, 300, "two analyses done and one skipped")
+        try:
+            wait_for(finished, 900, "two analyses done and one skipped")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{node_state(node)}") from None
         time.sleep(1)  # nothing more should arrive
         got = {s.ae_title: received(s) for s in (maps, viewer, modality)}
     finally:
@@ -129,10 +138,11 @@ protocols = "{site}"
     assert len(site_findings) == 1 and site_findings[0]["severity"] == "error", qc["protocol"]
 
 
+@pytest.mark.timeout(1200)
 def test_kill_during_an_analysis_resumes_and_sends_once(tmp_path, node_factory):
     """SIGKILL while the worker process is fitting: its worker goes too, the job is re-run after the
     restart (attempts = 2), and each map reaches the destination exactly once."""
-    make("dsc", "single", tmp_path / "phantom", seed=9, size=Size(nx=32, ny=32, nz=8, nt=40))
+    make("dsc", "single", tmp_path / "phantom", seed=9, size=Size(nx=24, ny=24, nz=6, nt=40))
     scp = StoreSCP(tmp_path / "received").start()
     cfg = tmp_path / "perfnode.toml"
     cfg.write_text(f'[peers.MAPS]\nhost = "127.0.0.1"\nport = {scp.port}\n\n'
@@ -163,7 +173,10 @@ def test_kill_during_an_analysis_resumes_and_sends_once(tmp_path, node_factory):
                  "the killed node's analysis worker to exit")
         assert scp.files() == []
         node.start()
-        wait_for(lambda: [j["state"] for j in jobs_json(node)] == ["done"], 240, "the resumed job")
+        try:
+            wait_for(lambda: [j["state"] for j in jobs_json(node)] == ["done"], 900, "the resumed job")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{node_state(node)}") from None
         time.sleep(1)
         uids = [str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in scp.files()]
     finally:
