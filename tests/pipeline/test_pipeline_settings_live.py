@@ -123,7 +123,7 @@ protocols = "{site}"
             s.stop()
     n = len(DSC_MAPS)
     # destinations_by_ae: MR3T's maps go to VIEWER (not MAPS); return_to_sender: and back to MR3T
-    assert sorted(got["VIEWER"]) == sorted(got["MR3T"]) == [COLOUR_SC, PM]
+    assert sorted(got["VIEWER"]) == sorted(got["MR3T"]) == sorted([COLOUR_SC, PM])
     for ae in ("VIEWER", "MR3T"):
         assert got[ae][PM] == [study_uid["mr3t"]] * n and got[ae][COLOUR_SC] == [study_uid["mr3t"]] * n
     # the default destinations for a caller not in the table; OTHER is not in the AE table: nothing back
