@@ -380,7 +380,7 @@ class Services:
         series = [s for s in request.query_params.getlist("series") if s]
         jobs = await run_in_threadpool(self.backend.jobs, series)
         for j in jobs:
-            report = Path(self.backend.storage.root) / j["output_dir"] / "report" / "index.html"
+            report = self.backend.archive.root / j["output_dir"] / "report" / "index.html"
             j["report"] = (
                 f"/viewer/jobs/{j['id']}/report/index.html" if j["output_dir"] and report.is_file() else None
             )
@@ -404,7 +404,7 @@ class Services:
         job = await run_in_threadpool(self.backend.job, int(request.path_params["job"]))
         if job is None or not job["output_dir"]:
             raise NotFound(f"no job {request.path_params['job']} with outputs")
-        root = (Path(self.backend.storage.root) / job["output_dir"] / "report").resolve()
+        root = (self.backend.archive.root / job["output_dir"] / "report").resolve()
         target = (root / request.path_params["path"]).resolve()
         if not target.is_relative_to(root) or not target.is_file():
             raise NotFound(f"no file {request.path_params['path']!r} in the report of job {job['id']}")
