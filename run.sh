@@ -67,6 +67,7 @@ case "$cmd" in
   serve) exec "$VENV/bin/perfnode" serve "$@" ;;
   test)
     "$VENV/bin/ruff" check perfnode tests benchmarks
+    "$VENV/bin/mypy"                      # [tool.mypy] in pyproject.toml: strict where listed
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) name="$1"; shift; exec "$VENV/bin/python" "benchmarks/$name.py" "$@" ;;
   *) exec "$VENV/bin/perfnode" "$cmd" "$@" ;;

@@ -18,6 +18,7 @@ models, SQL) are the archive's own business (an import-contract test keeps it so
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -121,14 +122,14 @@ class Jobs:
     def record_sent(self, job_id: int, sop_instance_uid: str, destination: str) -> None:
         _jobs.record_sent(self._db, job_id, sop_instance_uid, destination)
 
-    def list(self, state: JobState | str | None = None, limit: int = 100) -> list[Job]:
+    def list(self, state: JobState | str | None = None, limit: int = 100) -> builtins.list[Job]:
         return _jobs.list_jobs(self._db, state, limit)
 
     def get(self, job_id: int) -> Job | None:
         with self._db.read() as s:
             return s.get(Job, job_id)
 
-    def about_series(self, series_uids: list[str]) -> list[Job]:
+    def about_series(self, series_uids: builtins.list[str]) -> builtins.list[Job]:
         """Jobs whose input or output series is one of ``series_uids``."""
         with self._db.read() as s:
             return list(s.scalars(select(Job).where(

@@ -18,7 +18,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -85,7 +85,7 @@ def _read_received(path: str | Path, transfer_syntax: str) -> Dataset | None:
             return None
         fp.seek(144 + struct.unpack("<I", head[140:144])[0])
         return read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian, stop_when=_before_pixels,
-                            specific_tags=_HEADER_TAGS)
+                            specific_tags=list[BaseTag | int](_HEADER_TAGS))
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str:
@@ -142,14 +142,14 @@ class ParentCache:
     """
 
     def __init__(self, size: int = 4096) -> None:
-        self._ids: dict[tuple, int] = {}
+        self._ids: dict[tuple[Any, ...], int] = {}
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> int | None:
+    def get(self, key: tuple[Any, ...]) -> int | None:
         return self._ids.get(key)
 
-    def remember(self, pending: dict[tuple, int]) -> None:
+    def remember(self, pending: dict[tuple[Any, ...], int]) -> None:
         with self._lock:
             if len(self._ids) + len(pending) > self._size:
                 self._ids.clear()
@@ -160,8 +160,8 @@ class ParentCache:
             self._ids.clear()
 
 
-def _upsert_id(session: Session | Connection, model: type, values: dict[str, Any], keys: list[str],
-               cache: ParentCache | None, pending: dict[tuple, int]) -> int:
+def _upsert_id(session: Session | Connection, model: Any, values: dict[str, Any], keys: list[str],
+               cache: ParentCache | None, pending: dict[tuple[Any, ...], int]) -> int:
     key = (model.__tablename__, *(values[k] for k in keys))
     row_id = cache.get(key) if cache is not None else None
     if row_id is not None:
@@ -171,13 +171,13 @@ def _upsert_id(session: Session | Connection, model: type, values: dict[str, Any
     if row_id is None:
         _insert(session, model, values, keys)
         row_id = session.execute(select(model.id).where(*where)).scalar_one()
-    pending[key] = row_id
-    return row_id
+    pending[key] = int(row_id)
+    return int(row_id)
 
 
 def index_instance(session: Session | Connection, ds: Dataset, stored: StoredFile, transfer_syntax: str,
                    calling_ae: str = "", replace: bool = False, cache: ParentCache | None = None,
-                   pending: dict[tuple, int] | None = None) -> int:
+                   pending: dict[tuple[Any, ...], int] | None = None) -> int:
     """Insert (or with ``replace`` update) the rows for one stored object; return the Instance id.
 
     ``session`` may be a Core :class:`Connection` in a transaction (the store path: no ORM overhead).

@@ -37,7 +37,7 @@ PATIENT_ROOT = "PATIENT"
 STUDY_ROOT = "STUDY"
 
 #: Level → model whose rows are the matches at that level.
-_MODEL = {"PATIENT": Patient, "STUDY": Study, "SERIES": Series, "IMAGE": Instance}
+_MODEL: dict[str, Any] = {"PATIENT": Patient, "STUDY": Study, "SERIES": Series, "IMAGE": Instance}
 #: Level → unique key (PS3.4 C.6.1.1 / C.6.2.1).
 UNIQUE_KEY = {
     "PATIENT": "PatientID",
@@ -47,7 +47,7 @@ UNIQUE_KEY = {
 }
 
 #: Keyword → (level, column) for keys stored in the index.
-_COLUMNS: dict[str, tuple[str, InstrumentedAttribute]] = {
+_COLUMNS: dict[str, tuple[str, InstrumentedAttribute[Any]]] = {
     "PatientName": ("PATIENT", Patient.patient_name),
     "PatientID": ("PATIENT", Patient.patient_id),
     "IssuerOfPatientID": ("PATIENT", Patient.issuer_of_patient_id),
@@ -98,7 +98,8 @@ _DERIVED = {
 #: Keys that are filled in by the service, not matched.
 _SERVICE_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability"}
 
-_TAG_VR = {kw: (tag_for_keyword(kw), dictionary_VR(kw)) for kw in [*_COLUMNS, *_DERIVED]}
+_TAG_VR: dict[str, tuple[int, str]] = {kw: (tag_for_keyword(kw) or 0, dictionary_VR(kw))
+                                       for kw in [*_COLUMNS, *_DERIVED]}
 
 SUPPORTED_KEYS: dict[str, list[str]] = {
     lvl: [k for k, (lv, _) in _COLUMNS.items() if lv == lvl] + [k for k, lv in _DERIVED.items() if lv == lvl]
@@ -119,7 +120,7 @@ class QueryError(ValueError):
 
 
 def _name(keyword: str) -> str:
-    t = Tag(tag_for_keyword(keyword))
+    t = Tag(tag_for_keyword(keyword) or 0)
     return f"({t.group:04X},{t.element:04X}) {keyword}"
 
 
@@ -153,6 +154,11 @@ def _glob_pattern(value: str) -> str:
 
 def _match(col: Any, vr: str, raw: Any, dialect: str) -> ColumnElement[bool] | None:
     """SQL condition for one matching key (None = universal match)."""
+    cond: ColumnElement[bool] | None = _condition(col, vr, raw, dialect)
+    return cond
+
+
+def _condition(col: Any, vr: str, raw: Any, dialect: str) -> Any:
     vals = _values(raw)
     if not vals or vals == ["*"]:
         return None
@@ -183,7 +189,7 @@ def _or(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
     return or_(*conds)
 
 
-def _range(col: Any, value: str) -> ColumnElement[bool]:
+def _range(col: Any, value: str) -> Any:
     """Single value or range (C.2.2.2.5): ``A``, ``A-B``, ``-B``, ``A-``; empty values never match."""
     if "-" not in value:
         return col == value
@@ -273,8 +279,8 @@ class Query:
 
     # -- SQL ---------------------------------------------------------------------------------
 
-    def _base(self, columns: Iterable[Any], dialect: str) -> Select:
-        model = _MODEL[self.level]
+    def _base(self, columns: Iterable[Any], dialect: str) -> Select[Any]:
+        model: Any = _MODEL[self.level]
         stmt = select(model.id, *columns).select_from(model)
         if self.level == "IMAGE":
             stmt = stmt.join(Series, Instance.series_fk == Series.id)
@@ -285,8 +291,7 @@ class Query:
         for kw, raw in self.matching.items():
             if kw == "ModalitiesInStudy":
                 mods = _values(raw)
-                cond = exists().where(Series.study_fk == Study.id, Series.modality.in_(mods))
-                stmt = stmt.where(cond)
+                stmt = stmt.where(exists().where(Series.study_fk == Study.id, Series.modality.in_(mods)))
                 continue
             col = _COLUMNS[kw][1]
             cond = _match(col, dictionary_VR(kw), raw, dialect)
@@ -294,7 +299,7 @@ class Query:
                 stmt = stmt.where(cond)
         return stmt
 
-    def statement(self, dialect: str = "sqlite") -> Select:
+    def statement(self, dialect: str = "sqlite") -> Select[Any]:
         """The SELECT of matches (level primary key + requested stored columns)."""
         cols = [_COLUMNS[k][1].label(k) for k in self._stored_return_keys()]
         return self._base(cols, dialect)

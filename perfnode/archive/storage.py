@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from perfnode.errors import CannotUnderstand, OutOfResources
 
@@ -86,7 +86,7 @@ class ReceiveFile:
         self.error: OSError | None = None
         self.file = self  # pynetdicom calls ``.file.flush()`` after every fragment
         self.closed = False
-        self._hq: queue.SimpleQueue | None = None
+        self._hq: queue.SimpleQueue[Any] | None = None
         self._hasher: threading.Thread | None = None
 
     #: Above this size the SHA-256 is computed in a helper thread, overlapping the network receive.
