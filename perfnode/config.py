@@ -259,11 +259,6 @@ class Settings(Section):
         except KeyError:
             raise ConfigError(f"unknown AE {ae_title!r}: not in the AE table (--peer AE=host:port)") from None
 
-    def section(self, name: str) -> dict[str, Any]:
-        """A table as a plain dict (deprecated: use the typed attribute, e.g. ``settings.pipeline``)."""
-        value = getattr(self, name, None)
-        return value.model_dump() if isinstance(value, BaseModel) else {}
-
     def sources(self) -> dict[str, str]:
         """``"table.key"`` → where its value came from: ``default``, ``file PATH``, ``env NAME`` or
         ``command line``."""

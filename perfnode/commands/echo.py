@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfnode.net.client import AssociationFailed, echo, parse_target
+    from perfnode.net.ae import AssociationFailed
+    from perfnode.net.client import echo, parse_target
 
     settings = settings_from(args)
     peer = parse_target(args.target, settings)

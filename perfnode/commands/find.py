@@ -134,7 +134,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfnode.net.client import AssociationFailed, parse_target
+    from perfnode.net.ae import AssociationFailed
+    from perfnode.net.client import parse_target
     from perfnode.net.qr_client import QueryFailed, find
 
     settings = settings_from(args)

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from perfnode.commands.serve import settings_from
-    from perfnode.net.client import AssociationFailed, parse_target
+    from perfnode.net.ae import AssociationFailed
+    from perfnode.net.client import parse_target
     from perfnode.net.qr_client import get
 
     settings = settings_from(args)

@@ -57,7 +57,8 @@ def report(kind: str, result, as_json: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from perfnode.commands.serve import settings_from
-    from perfnode.net.client import AssociationFailed, parse_target
+    from perfnode.net.ae import AssociationFailed
+    from perfnode.net.client import parse_target
     from perfnode.net.qr_client import move
 
     settings = settings_from(args)

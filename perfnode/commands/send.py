@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfnode.net.client import AssociationFailed, parse_target, send
+    from perfnode.net.ae import AssociationFailed
+    from perfnode.net.client import parse_target, send
 
     settings = settings_from(args)
     peer = parse_target(args.to, settings)

@@ -29,8 +29,6 @@ from perfnode.config import ConfigError, Peer, Settings
 from perfnode.dicom import transcode
 from perfnode.net.ae import AssociationFailed, associate, make_ae
 
-__all__ = ["AssociationFailed", "SendResult", "echo", "iter_files", "parse_target", "send"]
-
 log = logging.getLogger("perfnode.client")
 
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1–255

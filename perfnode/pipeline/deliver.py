@@ -9,7 +9,8 @@ from pathlib import Path
 
 from perfnode.archive.facade import Archive, Stored
 from perfnode.config import PipelineSettings, Settings
-from perfnode.net.client import AssociationFailed, send
+from perfnode.net.ae import AssociationFailed
+from perfnode.net.client import send
 from perfnode.net.qr_client import QueryFailed, commit, references
 
 log = logging.getLogger("perfnode.pipeline")
