@@ -194,8 +194,8 @@ def _pixel_measures(fg: FunctionalGroups) -> dict[str, Any]:
 
 
 def _instance_candidates(ds: Dataset, n: int) -> dict[str, list[Any]]:
-    """The instance-level time candidates, one per frame."""
-    return {kw: [t] * n for kw, t in instance_times(ds).items()}
+    """The instance-level time candidates the instance has, one per frame."""
+    return {kw: [t] * n for kw, t in instance_times(ds).items() if t is not None}
 
 
 def _trigger_seconds(values: list[Any]) -> list[Any]:
@@ -254,16 +254,14 @@ def _rescale_columns(
 
 def _relative_candidates(ds: Dataset, fg: FunctionalGroups, tpi: list[int | None]) -> dict[str, list[Any]]:
     """Trigger delay (per frame, else the top-level Trigger Time) and TPI × Temporal Resolution, s."""
-    n = len(tpi)
-    trig = fg.column("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime").tolist()
+    col = fg.column("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime")
     top = ds.get("TriggerTime")
-    trig = [v if v is not None else top for v in trig]
-    out = {"TriggerTime": _trigger_seconds(trig)}
+    out: dict[str, list[Any]] = {}
+    if top is not None or any(v is not None for v in col.values):  # else no candidate at all
+        out["TriggerTime"] = _trigger_seconds([v if v is not None else top for v in col.tolist()])
     res = ds.get("TemporalResolution")
     if res is not None and float(res) > 0:
         out["TemporalResolution"] = [(t - 1) * float(res) / 1000.0 if t is not None else None for t in tpi]
-    else:
-        out["TemporalResolution"] = [None] * n
     return out
 
 
