@@ -57,6 +57,7 @@ class WebServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,  # a node stop waits at most 5 s for responses in flight
             ssl_certfile=str(web.tls_cert) if web.tls else None,
             ssl_keyfile=str(web.tls_key) if web.tls else None,
         )
