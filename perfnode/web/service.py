@@ -1,8 +1,7 @@
 """The web server of ``perfnode serve``, started by the composition root (:mod:`perfnode.node`).
 
-``start`` runs uvicorn (the ASGI server) in a thread of
-the node's process, on ``[web] port`` (default 8042), with TLS when ``[web] tls_cert``/``tls_key``
-(or ``[tls] cert``/``key``) are set, and returns the callable that stops it.
+``start`` runs uvicorn (the ASGI server) in a thread of the node's process, on ``[web] port`` (default
+8042), with TLS when ``[web] tls_cert``/``tls_key`` are set, and returns the callable that stops it.
 """
 
 from __future__ import annotations
