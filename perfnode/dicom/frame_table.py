@@ -320,7 +320,13 @@ def _dimensions(ds: Dataset, fg: FunctionalGroups, extra: dict[str, list[Any]]) 
     pointers = [d.get("DimensionIndexPointer") for d in seq]
     if not pointers:
         return out
-    div = fg.column("FrameContentSequence", "DimensionIndexValues").tolist()
+    div_list: list[Any] = []
+
+    def div() -> list[Any]:  # every frame's Dimension Index Values, read only when a pointer needs them
+        if not div_list:
+            div_list.extend(fg.column("FrameContentSequence", "DimensionIndexValues").tolist())
+        return div_list
+
     for j, d in enumerate(seq):
         ptr = pointers[j]
         if ptr is None:
@@ -331,7 +337,7 @@ def _dimensions(ds: Dataset, fg: FunctionalGroups, extra: dict[str, list[Any]]) 
             out["trigger_delay_ms"] = _each(
                 fg.column("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"), _or_none(float)
             )
-            out["dim:trigger_delay_ms"] = [_div(v, j) for v in div]
+            out["dim:trigger_delay_ms"] = [_div(v, j) for v in div()]
             continue
         if ptr in KNOWN_POINTERS or (creator and any(p.creator == str(creator).strip()
                                                       and p.group == ptr >> 16 and p.element == ptr & 0xFF
@@ -340,7 +346,7 @@ def _dimensions(ds: Dataset, fg: FunctionalGroups, extra: dict[str, list[Any]]) 
         name = keyword_for_tag(ptr) or f"({ptr >> 16:04X},{ptr & 0xFFFF:04X})"
         if creator:
             name = str(Private(str(creator).strip(), ptr >> 16, ptr & 0xFF))
-        out[f"dim:{name}"] = [_div(v, j) for v in div]
+        out[f"dim:{name}"] = [_div(v, j) for v in div()]
     return out
 
 
