@@ -217,6 +217,14 @@ class WebSettings(Section):
         return self.model_copy(update=changes)
 
 
+class StoreSettings(Section):
+    """``[store]``: what the C-STORE SCP does with what it receives."""
+
+    #: Readable but not conformant (a Type 1 attribute missing …): "warn" stores it and answers
+    #: 0xB007 with findings; "strict" refuses it (0xA900). Unreadable objects are always refused.
+    validation: Literal["strict", "warn"] = "warn"
+
+
 class Settings(Section):
     """Everything perfnode needs to know; the ``[node]`` keys are flat fields."""
 
@@ -229,6 +237,12 @@ class Settings(Section):
     #: SQLAlchemy URL; None = SQLite file in the data folder.
     database: str | None = None
     max_associations: Annotated[int, Field(ge=1)] = 16
+    #: Accepted associations from one remote address at once.
+    max_associations_per_host: Annotated[int, Field(ge=1)] = 8
+    #: Connections waiting for their A-ASSOCIATE-RQ (they hold no slot), in all and per address.
+    max_pending: Annotated[int, Field(ge=1)] = 512
+    max_pending_per_host: Annotated[int, Field(ge=1)] = 256
+    #: Also the ARTIM timeout: a connection's A-ASSOCIATE-RQ must be whole within it.
     acse_timeout: Seconds = 30.0
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
@@ -244,6 +258,7 @@ class Settings(Section):
     commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
     qc: QcSettings = Field(default_factory=QcSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -266,7 +281,7 @@ class Settings(Section):
 
 
 #: The tables of the file: name → field of :class:`Settings` ("node" is the flat part).
-TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web")
+TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web", "store")
 NODE_KEYS = tuple(k for k, f in Settings.model_fields.items()
                   if k not in TABLES and not isinstance(f.default, BaseModel) and f.default_factory is None)
 SECTIONS = tuple(t for t in TABLES if t not in ("node", "peers"))

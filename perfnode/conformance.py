@@ -17,6 +17,7 @@ from pathlib import Path
 from pydicom.uid import UID
 
 from perfnode.config import Settings
+from perfnode.net.pdu import MAX_CONTROL_PDU
 from perfnode.net.server import all_contexts
 
 STATEMENT = Path(__file__).resolve().parent.parent / "conformance" / "dicom-conformance-statement.md"
@@ -52,11 +53,18 @@ def limits_table(settings: Settings) -> str:
         ("Default AE title", settings.ae_title),
         ("Default port", str(settings.port)),
         ("Maximum concurrent associations (default)", str(settings.max_associations)),
+        ("Maximum concurrent associations from one address (default)",
+         str(settings.max_associations_per_host)),
+        ("Connections waiting for their A-ASSOCIATE-RQ, in all / from one address (default)",
+         f"{settings.max_pending} / {settings.max_pending_per_host}"),
         ("Maximum PDU length received (default, bytes)", str(settings.max_pdu)),
+        ("Largest A-ASSOCIATE-RQ and other control PDU accepted (bytes)", str(MAX_CONTROL_PDU)),
         ("ACSE / DIMSE / network timeouts (default, s)",
          f"{settings.acse_timeout:g} / {settings.dimse_timeout:g} / {settings.network_timeout:g}"),
         ("Presentation contexts accepted", str(len(all_contexts(settings)))),
         ("Duplicate SOP Instance with different bytes (default)", settings.duplicate_policy),
+        ("Validation of received objects (default, `[store] validation`)",
+         settings.store.validation),
     ]
     return "\n".join(["| Limit | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
 

@@ -65,7 +65,8 @@ class RunningNode:
 
 def open_archive(settings: Settings) -> Archive:
     """The archive the settings name (data folder, index URL, duplicate policy)."""
-    return Archive.open(settings.data, settings.database_url, settings.duplicate_policy)
+    return Archive.open(settings.data, settings.database_url, settings.duplicate_policy,
+                        validation=settings.store.validation)
 
 
 def start_node(settings: Settings) -> RunningNode:

@@ -72,7 +72,8 @@ def fresh_copy(name: str, dest_dir: Path, **changes) -> Path:
 def mr_object(dest: Path, study: str | None = None, series: str | None = None, sop: str | None = None,
               sop_class: str = "1.2.840.10008.5.1.4.1.1.4", rows: int = 64, cols: int = 64,
               frames: int = 1, seed: int = 0) -> Path:
-    """A small generated image object (uint16 noise, Explicit VR LE) with the given UIDs."""
+    """A small generated image object (uint16 noise, Explicit VR LE) with the given UIDs; as an MR Image
+    (the default class) it has every Type 1 attribute of its IOD, so the node stores it without findings."""
     rng = np.random.default_rng(seed)
     ds = Dataset()
     ds.SOPClassUID = sop_class
@@ -84,6 +85,11 @@ def mr_object(dest: Path, study: str | None = None, series: str | None = None, s
     ds.StudyDate, ds.StudyTime = "20260101", "120000"
     ds.Modality = "MR"
     ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+    ds.ScanningSequence, ds.SequenceVariant = "GR", "NONE"
+    ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.9.7433.3.1"
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [1, 1]
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0

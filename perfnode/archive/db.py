@@ -10,7 +10,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from perfnode.errors import OutOfResources
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Execution option marking a read-only connection (see :meth:`Database.read`).
@@ -54,6 +57,35 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, connect_args=connect_args)
 
 
+#: SQLite result codes and PostgreSQL SQLSTATE classes meaning "no room" (disk, memory, connections).
+_SQLITE_FULL = ("database or disk is full", "out of memory", "disk i/o error")
+_PG_INSUFFICIENT_RESOURCES = "53"
+
+
+def out_of_resources(exc: BaseException) -> OutOfResources | None:
+    """The index could not write for want of space or memory: an :class:`OutOfResources` saying so."""
+    if not isinstance(exc, OperationalError):
+        return None
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    text = str(orig).strip().splitlines()[0] if orig is not None else str(exc)
+    if (sqlstate and str(sqlstate).startswith(_PG_INSUFFICIENT_RESOURCES)) or any(
+            m in text.lower() for m in _SQLITE_FULL):
+        return OutOfResources(f"index cannot be written: {text}")
+    return None
+
+
+@contextmanager
+def _resources_named() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        full = out_of_resources(exc)
+        if full is not None:
+            raise full from exc
+        raise
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -80,8 +112,10 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One session per unit of work: commit on success, roll back on error."""
-        with self.sessions() as s:
+        """One session per unit of work: commit on success, roll back on error.
+
+        A full disk (or PostgreSQL out of resources) is raised as :class:`OutOfResources`."""
+        with _resources_named(), self.sessions() as s:
             try:
                 yield s
                 s.commit()
@@ -91,8 +125,10 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A Core connection in one transaction (committed on success): the cheapest write path."""
-        with self.engine.begin() as conn:
+        """A Core connection in one transaction (committed on success): the cheapest write path.
+
+        A full disk (or PostgreSQL out of resources) is raised as :class:`OutOfResources`."""
+        with _resources_named(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager

@@ -45,6 +45,7 @@ from perfnode.archive.query import (
     RetrieveItem,
     needs_unicode,
 )
+from perfnode.archive.recovery import RecoveryReport, RunMarker, reconcile
 from perfnode.archive.storage import ReceiveFile, Storage, check_uid
 from perfnode.archive.store import DUPLICATE_POLICIES, Announced, Stored, StoreObjects
 from perfnode.dicom.findings import Finding
@@ -139,10 +140,12 @@ class Jobs:
 class Archive:
     """Files under a data folder plus their index: every use case of the archive."""
 
-    def __init__(self, db: Database, storage: Storage, duplicate_policy: str = "reject") -> None:
+    def __init__(self, db: Database, storage: Storage, duplicate_policy: str = "reject",
+                 validation: str = "warn") -> None:
         self.db = db
         self.storage = storage
-        self._store = StoreObjects(db, storage, duplicate_policy)
+        self._store = StoreObjects(db, storage, duplicate_policy, validation)
+        self._running_marked = False
         self.commitments = Commitments(db, storage)
         self.jobs = Jobs(db)
         self._listeners: list[StoredListener] = []
@@ -150,18 +153,24 @@ class Archive:
 
     @classmethod
     def open(cls, data: str | Path, database_url: str, duplicate_policy: str = "reject",
-             migrate: bool = True) -> Archive:
+             migrate: bool = True, validation: str = "warn") -> Archive:
         """Open (and create or upgrade) the archive in ``data`` with its index at ``database_url``."""
-        return cls(Database(database_url, migrate=migrate), Storage(data), duplicate_policy)
+        return cls(Database(database_url, migrate=migrate), Storage(data), duplicate_policy, validation)
 
-    def recover(self) -> None:
+    def recover(self) -> RecoveryReport:
         """At node start (before anything is received): clean up after a crash.
 
-        Partial files a crash or an aborted transfer left in ``tmp/`` are removed.
+        Partial files a crash or an aborted transfer left in ``tmp/`` are removed (never acknowledged);
+        files in ``objects/`` without an index row are re-indexed or quarantined
+        (:func:`perfnode.archive.recovery.reconcile`), and ``state/running`` marks the node as
+        running until :meth:`close`.
         """
         removed = self.storage.clean_tmp()
         if removed:
-            log.info("removed %d partial files from %s", removed, self.storage.tmp)
+            log.info("removed %d partial files from %s (never acknowledged)", removed, self.storage.tmp)
+        report = reconcile(self.storage, self.db)
+        self._running_marked = True
+        return report
 
     @property
     def root(self) -> Path:
@@ -177,6 +186,9 @@ class Archive:
             self._pool.shutdown(wait=True)
             self._pool = None
         self.db.dispose()
+        if self._running_marked:
+            RunMarker(self.storage).mark_stopped()
+            self._running_marked = False
 
     # -- store ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,10 @@ class ReceiveFile:
     :func:`perfnode.net.store.install_receive_files`); a write error (disk full, I/O error) is
     kept in :attr:`error` so the C-STORE handler can answer with a failure status instead of
     the association being aborted.
+
+    A ReceiveFile dropped without :meth:`discard` (pynetdicom starts a new message over a broken
+    one, an association is aborted mid-dataset) removes its temporary file when it is collected,
+    and stops its hashing thread: a hostile peer cannot pile up open files in ``tmp/``.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -84,10 +89,16 @@ class ReceiveFile:
         self._sha = hashlib.sha256()
         self.size = 0
         self.error: OSError | None = None
-        self.file = self  # pynetdicom calls ``.file.flush()`` after every fragment
         self.closed = False
         self._hq: queue.SimpleQueue[Any] | None = None
         self._hasher: threading.Thread | None = None
+        self._errors: list[OSError] = []  # written by the hashing thread
+        self._finalizer = weakref.finalize(self, _abandon, name, None)
+
+    @property
+    def file(self) -> ReceiveFile:
+        """pynetdicom calls ``.file.flush()`` after every fragment (a property: no reference cycle)."""
+        return self
 
     #: Above this size the SHA-256 is computed in a helper thread, overlapping the network receive.
     HASH_THREAD_AFTER = 1 << 20
@@ -102,8 +113,11 @@ class ReceiveFile:
             self.size += len(data)
             if self._hq is None and self.size > self.HASH_THREAD_AFTER:
                 self._hq = queue.SimpleQueue()
-                self._hasher = threading.Thread(target=self._hash_worker, name="rx-sha256", daemon=True)
+                self._hasher = threading.Thread(target=_hash_worker, daemon=True, name="rx-sha256",
+                                                args=(self._hq, self._sha, self._fp.fileno(), self._errors))
                 self._hasher.start()
+                self._finalizer.detach()
+                self._finalizer = weakref.finalize(self, _abandon, self.name, self._hq)
             if self._hq is not None:
                 self._hq.put(data if isinstance(data, bytes) else bytes(data))  # bytes never change
             else:
@@ -114,25 +128,13 @@ class ReceiveFile:
     #: helper thread), so the final fsync only has the tail left: the disk works during the receive.
     SYNC_EVERY = 8 << 20
 
-    def _hash_worker(self) -> None:
-        assert self._hq is not None
-        hashed = synced = 0
-        fd = self._fp.fileno()
-        while (chunk := self._hq.get()) is not None:
-            self._sha.update(chunk)  # hashlib releases the GIL for large buffers
-            hashed += len(chunk)
-            if hashed - synced >= self.SYNC_EVERY and self.error is None:
-                try:
-                    _DATASYNC(fd)  # what the kernel has so far; the buffered rest waits for finish()
-                except OSError as exc:
-                    self.error = exc
-                synced = hashed
-
     def _digest(self) -> str:
         if self._hq is not None and self._hasher is not None:
             self._hq.put(None)
             self._hasher.join()
             self._hq = None
+            if self._errors and self.error is None:
+                self.error = self._errors[0]
         return self._sha.hexdigest()
 
     def flush(self) -> None:  # buffered writes are flushed once, in finish()
@@ -183,8 +185,31 @@ class ReceiveFile:
 
     def discard(self) -> None:
         self.close()
+        self._finalizer.detach()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.name)
+
+
+def _hash_worker(hq: queue.SimpleQueue, sha: Any, fd: int, errors: list[OSError]) -> None:
+    """Hash the chunks of one received file; sync what the kernel has every ``SYNC_EVERY`` bytes."""
+    hashed = synced = 0
+    while (chunk := hq.get()) is not None:
+        sha.update(chunk)  # hashlib releases the GIL for large buffers
+        hashed += len(chunk)
+        if hashed - synced >= ReceiveFile.SYNC_EVERY and not errors:
+            try:
+                _DATASYNC(fd)  # what the kernel has so far; the buffered rest waits for finish()
+            except OSError as exc:
+                errors.append(exc)
+            synced = hashed
+
+
+def _abandon(name: str, hq: queue.SimpleQueue | None) -> None:
+    """A ReceiveFile was dropped without being discarded: stop its hasher, remove its file."""
+    if hq is not None:
+        hq.put(None)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
 
 
 @dataclass(frozen=True)

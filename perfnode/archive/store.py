@@ -28,6 +28,8 @@ from perfnode.archive.db import Database
 from perfnode.archive.ingest import ParentCache, find_instance, header_uids, index_instance, read_header
 from perfnode.archive.models import Instance
 from perfnode.archive.storage import ReceiveFile, Storage, StoredFile
+from perfnode.archive.validation import ValidationMode, judge, record_findings, walk_received
+from perfnode.dicom.findings import Finding
 from perfnode.errors import DatasetMismatch, DuplicateConflict
 
 #: What to do when a SOP Instance UID arrives again with different bytes.
@@ -58,17 +60,21 @@ class Stored:
     duplicate: bool
     #: The index attributes read at store time (no pixel data).
     header: Dataset
+    #: Readable but not conformant (validation "warn"): what was found, recorded in the index.
+    findings: tuple[Finding, ...] = ()
 
 
 class StoreObjects:
     """Store received files into one archive (files + index)."""
 
-    def __init__(self, db: Database, storage: Storage, duplicate_policy: str = "reject") -> None:
+    def __init__(self, db: Database, storage: Storage, duplicate_policy: str = "reject",
+                 validation: str = "warn") -> None:
         if duplicate_policy not in DUPLICATE_POLICIES:
             raise ValueError(f"duplicate_policy {duplicate_policy!r}: expected one of {DUPLICATE_POLICIES}")
         self.db = db
         self.storage = storage
         self.duplicate_policy = duplicate_policy
+        self.validation = ValidationMode(validation)
         self.parents = ParentCache()
 
     def store(self, rf: ReceiveFile, announced: Announced) -> Stored:
@@ -77,6 +83,8 @@ class StoreObjects:
         try:
             fsynced = rf.finish_in_background()  # the header is read and checked while the file is fsync-ed
             try:
+                # the whole object is walked first: unreadable → refused, naming the element
+                walked = walk_received(rf.name, announced.transfer_syntax_uid)
                 ds = read_header(rf.name, announced.transfer_syntax_uid)
                 uids = header_uids(ds)
                 context_class = announced.context_sop_class_uid or announced.sop_class_uid
@@ -88,6 +96,7 @@ class StoreObjects:
                     raise DatasetMismatch(
                         f"(0008,0018) SOPInstanceUID {uids.sop_instance} differs from the request's "
                         f"Affected SOP Instance UID {announced.sop_instance_uid} (PS3.7 9.3.1.1)")
+                findings = tuple(judge(walked, uids.sop_class, self.validation))
             except BaseException:
                 _settle(fsynced)
                 raise
@@ -100,7 +109,7 @@ class StoreObjects:
                 if placed is not None:
                     stored, synced = placed
                     try:
-                        instance_id = self._index(ds, stored, ts, ae)
+                        instance_id = self._index(ds, stored, ts, ae, findings=findings)
                     except IntegrityError:  # the SOP Instance UID is indexed under another study/series
                         _settle(synced)
                         storage.remove(relative)
@@ -115,10 +124,11 @@ class StoreObjects:
                             self._unindex(instance_id)
                             storage.remove(relative)
                             raise
-                        return Stored(instance_id, uids.sop_instance, storage.absolute(relative), False, ds)
+                        return Stored(instance_id, uids.sop_instance, storage.absolute(relative), False, ds,
+                                      findings)
                 instance_id, path, duplicate = self._duplicate(rf, ds, uids.sop_instance, sha256, relative,
-                                                               ts, ae)
-                return Stored(instance_id, uids.sop_instance, path, duplicate, ds)
+                                                               ts, ae, findings)
+                return Stored(instance_id, uids.sop_instance, path, duplicate, ds, findings)
         finally:
             rf.discard()  # no-op once the file has been renamed into place
 
@@ -146,11 +156,12 @@ class StoreObjects:
                 return Stored(row.id, uids.sop_instance, self.storage.absolute(row.path), True, ds)
 
     def _index(self, ds: Any, stored: StoredFile, transfer_syntax: str, calling_ae: str,
-               replace: bool = False) -> int:
+               replace: bool = False, findings: tuple[Finding, ...] = ()) -> int:
         pending: dict[tuple[Any, ...], int] = {}
         with self.db.transaction() as conn:
             instance_id = index_instance(conn, ds, stored, transfer_syntax, calling_ae, replace=replace,
                                          cache=self.parents, pending=pending)
+            record_findings(conn, instance_id, list(findings))
         self.parents.remember(pending)
         return instance_id
 
@@ -160,7 +171,8 @@ class StoreObjects:
             s.execute(delete(Instance).where(Instance.id == instance_id))
 
     def _duplicate(self, rf: ReceiveFile, ds: Any, sop_instance: str, sha256: str, relative: str,
-                   transfer_syntax: str, calling_ae: str) -> tuple[int, Path, bool]:
+                   transfer_syntax: str, calling_ae: str,
+                   findings: tuple[Finding, ...] = ()) -> tuple[int, Path, bool]:
         """The SOP Instance UID is already here: identical bytes → no-op; different → duplicate_policy."""
         storage = self.storage
         with self.db.read() as s:
@@ -171,7 +183,8 @@ class StoreObjects:
                 stored = StoredFile(relative, storage.absolute(relative).stat().st_size, sha256)
             else:
                 stored = storage.commit(rf.name, relative, sha256, rf.size)
-            return self._index(ds, stored, transfer_syntax, calling_ae), storage.absolute(relative), False
+            return (self._index(ds, stored, transfer_syntax, calling_ae, findings=findings),
+                    storage.absolute(relative), False)
         instance_id, old_path, old_sha = old
         if old_sha == sha256 and storage.same_content(old_path, sha256):
             return instance_id, storage.absolute(old_path), True
@@ -180,7 +193,7 @@ class StoreObjects:
                 f"(0008,0018) SOPInstanceUID {sop_instance} already stored with different content "
                 f"(duplicate_policy=reject)")
         stored = storage.commit(rf.name, old_path, sha256, rf.size)
-        instance_id = self._index(ds, stored, transfer_syntax, calling_ae, replace=True)
+        instance_id = self._index(ds, stored, transfer_syntax, calling_ae, replace=True, findings=findings)
         return instance_id, storage.absolute(old_path), False
 
 

@@ -36,9 +36,18 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
                    help="SQLAlchemy URL of the index (default: SQLite file in the data folder; "
                         "postgresql+psycopg://user@host/db works)")
     p.add_argument("--max-associations", type=int, help="concurrent associations (default 16)")
-    p.add_argument("--acse-timeout", type=float, metavar="S", help="association negotiation timeout (30)")
+    p.add_argument("--max-associations-per-host", type=int, metavar="N",
+                   help="concurrent associations from one address (default 8)")
+    p.add_argument("--max-pending", type=int, metavar="N",
+                   help="connections waiting for their A-ASSOCIATE-RQ (default 512)")
+    p.add_argument("--max-pending-per-host", type=int, metavar="N",
+                   help="connections from one address waiting for their A-ASSOCIATE-RQ (default 256)")
+    p.add_argument("--acse-timeout", type=float, metavar="S",
+                   help="association negotiation timeout, also the time a connection has to send its "
+                        "whole A-ASSOCIATE-RQ (ARTIM) (30)")
     p.add_argument("--dimse-timeout", type=float, metavar="S", help="DIMSE message timeout (60)")
-    p.add_argument("--network-timeout", type=float, metavar="S", help="idle network timeout (60)")
+    p.add_argument("--network-timeout", type=float, metavar="S",
+                   help="idle network timeout; also the time one PDU has to arrive whole (60)")
     p.add_argument("--max-pdu", type=int, metavar="BYTES",
                    help="maximum PDU length we receive (default 262144; 0 = unlimited)")
     p.add_argument("--require-known-peers", action="store_true", default=None,
@@ -54,7 +63,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     """The settings ``serve`` runs with: file < environment < these options."""
     return settings_from(
         args, port=args.port, host=args.host, data=args.data, database=args.database,
-        max_associations=args.max_associations, acse_timeout=args.acse_timeout,
+        max_associations=args.max_associations, max_associations_per_host=args.max_associations_per_host,
+        max_pending=args.max_pending, max_pending_per_host=args.max_pending_per_host,
+        acse_timeout=args.acse_timeout,
         dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
         require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy,
         web__port=args.web_port,

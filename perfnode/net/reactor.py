@@ -16,12 +16,27 @@ Both waits keep a timeout (:data:`IDLE_TICK`) so that timers (ARTIM, network idl
 still checked while nothing happens. The loops are otherwise pynetdicom's own (``dul.py``
 ``run_reactor``, ``association.py`` ``_run_reactor``); the pynetdicom version is pinned in
 ``pyproject.toml`` because of that.
+
+Hardening against a hostile or broken peer (each failure ends that association only, with a log
+line naming the peer; the threads end cleanly and the slot is given back):
+
+* PDUs are read by :class:`~perfnode.net.pdu.PduReader`: the length is checked against the Maximum
+  Length we announced before anything is allocated, the buffer grows as data arrives, and a PDU
+  must be complete within the network timeout (the ACSE timeout while negotiating);
+* an exception while the state machine handles an event (a malformed DIMSE command, a PDU pynetdicom
+  cannot decode) aborts the association instead of killing the DUL thread; an event that is not
+  valid in the current state is dropped when the connection is closing anyway (Sta1, Sta13) and
+  aborts the association otherwise;
+* a DIMSE request whose service raises aborts the association;
+* acceptors take a slot from the server's :class:`~perfnode.net.admission.Admission` when the
+  request is negotiated, and give it back when the association ends (released, aborted or closed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import queue
 import select
 import socket
@@ -34,13 +49,37 @@ import pynetdicom.ae
 import pynetdicom.association
 import pynetdicom.transport
 from pynetdicom import evt
+from pynetdicom.acse import ACSE
 from pynetdicom.association import LOGGER, Association
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.fsm import InvalidEventError
 from pynetdicom.presentation import PresentationContext
+
+from perfnode.net.pdu import PDU_NAMES, PduError, PduReader, PeerClosed, abort_pdu
+
+log = logging.getLogger("perfnode.server")
 
 #: Longest wait without an event (s): how often timers and stop flags are looked at when idle.
 IDLE_TICK = 0.05
+#: Used when the association has no network timeout (``None``): the longest one PDU may take.
+DEFAULT_PDU_TIMEOUT = 60.0
+#: State machine events that come from a primitive we queued (PS3.8 Table 9-10).
+LOCAL_EVENTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
+#: States before the association is established: a PDU must come within the ACSE timeout.
+NEGOTIATING = frozenset({"Sta2", "Sta3", "Sta4", "Sta5"})
+
+
+def peer_of(assoc: Association) -> str:
+    """``AE@host:port`` of the other side (``?`` while its AE title is unknown)."""
+    remote = assoc.requestor if assoc.is_acceptor else assoc.acceptor
+    try:
+        ae = (remote.ae_title or "").strip() or "?"
+    except Exception:  # noqa: BLE001 - not negotiated yet
+        ae = "?"
+    try:
+        return f"{ae}@{remote.address}:{remote.port}"
+    except Exception:  # noqa: BLE001
+        return ae
 
 
 class _WakingQueue(queue.Queue):
@@ -65,6 +104,7 @@ class EventDUL(DULServiceProvider):
         self._wake_w.setblocking(False)
         self.to_provider_queue = _WakingQueue(self.wake)
         self._spins = 0
+        self._reader: PduReader | None = None
 
     def wake(self) -> None:
         """End the reactor's current wait (safe from any thread, also after the reactor stopped)."""
@@ -94,11 +134,10 @@ class EventDUL(DULServiceProvider):
         waits: list[Any] = [self._wake_r]
         transport = self.socket
         sock = transport.socket if transport is not None and transport._is_connected else None
-        if sock is not None:
-            if getattr(sock, "pending", None) and sock.pending():  # TLS: bytes buffered past select
-                return
-            if sock.fileno() >= 0:
-                waits.append(sock)
+        if self._reader is not None and self._reader.has_data():  # read ahead, or TLS-buffered
+            return
+        if sock is not None and sock.fileno() >= 0:
+            waits.append(sock)
         try:
             ready, _, _ = select.select(waits, [], [], IDLE_TICK)
         except (OSError, ValueError):  # the socket was closed under us: let the loop find out
@@ -110,8 +149,113 @@ class EventDUL(DULServiceProvider):
                     pass
         self._spins = self._spins + 1 if sock is not None and sock in ready else 0
 
+    # -- reading PDUs ---------------------------------------------------------------------------
+    def _pdu_reader(self) -> PduReader | None:
+        transport = self.socket
+        sock = transport.socket if transport is not None else None
+        if sock is None:
+            return None
+        if self._reader is None or self._reader.sock is not sock:
+            prefetched = getattr(transport, "prefetched", b"")
+            self._reader = PduReader(sock, prefetched, send_timeout=self.assoc.network_timeout)
+            if prefetched:
+                transport.prefetched = bytearray()  # type: ignore[union-attr]
+        return self._reader
+
+    def _data_waiting(self) -> bool:
+        reader = self._pdu_reader()
+        return reader is not None and (reader.has_data() or bool(self.socket and self.socket.ready))
+
+    def _is_transport_event(self) -> bool:
+        """pynetdicom's check for incoming data, also seeing bytes already read ahead."""
+        if self.state_machine.current_state == "Sta13":
+            if self._data_waiting():
+                self._read_pdu_data()
+                return True
+            if self.socket is not None:
+                self.socket.close()
+            return True
+        if self._data_waiting():
+            self._read_pdu_data()
+            return True
+        return False
+
+    def _local_max_pdata(self) -> int:
+        local = self.assoc.acceptor if self.assoc.is_acceptor else self.assoc.requestor
+        return int(local.maximum_length or 0)
+
+    def _pdu_timeout(self) -> float:
+        if self.state_machine.current_state in NEGOTIATING:
+            timeout = self.assoc.acse_timeout
+        else:
+            timeout = self.assoc.network_timeout
+        return float(timeout) if timeout else DEFAULT_PDU_TIMEOUT
+
+    def _read_pdu_data(self) -> None:
+        """Read one PDU with the checks of :class:`PduReader`; queue its event (or abort)."""
+        reader = self._pdu_reader()
+        if reader is None:
+            self.event_queue.put("Evt17")
+            return
+        try:
+            data = reader.read(self._local_max_pdata(), self._pdu_timeout())
+        except PeerClosed as exc:
+            if exc.partial:
+                log.warning("%s: %s", peer_of(self.assoc), exc)
+            self.event_queue.put("Evt17")
+            return
+        except PduError as exc:
+            log.warning("PDU from %s refused: %s; association aborted", peer_of(self.assoc), exc)
+            self.abort_transport(exc.abort_reason)
+            return
+        try:
+            pdu, event = self._decode_pdu(data)
+        except Exception as exc:  # noqa: BLE001 - pynetdicom's decoders raise anything
+            log.warning("undecodable %s from %s (%s: %s)", PDU_NAMES.get(data[0], "PDU"),
+                        peer_of(self.assoc), type(exc).__name__, exc)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+    def abort_transport(self, reason: int = 0x00) -> None:
+        """Send an A-ABORT (service provider) and close the connection; the state machine then
+        sees the connection closed (Evt17) and tells the association (A-P-ABORT)."""
+        transport = self.socket
+        if transport is None:
+            return
+        if transport.socket is not None:
+            with contextlib.suppress(OSError, ValueError):
+                transport.socket.settimeout(1.0)
+                transport.socket.sendall(abort_pdu(reason))
+        transport.close()  # queues Evt17 when it was open
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+
+    # -- the state machine -----------------------------------------------------------------------
+    def _act(self, event: str) -> None:
+        """``state_machine.do_action(event)``, contained: a bad PDU or event ends this association only."""
+        state = self.state_machine.current_state
+        try:
+            self.state_machine.do_action(event)
+        except InvalidEventError:
+            if event in LOCAL_EVENTS:
+                with contextlib.suppress(queue.Empty):
+                    self.to_provider_queue.get_nowait()  # else it would be offered again, forever
+            if state in ("Sta1", "Sta13"):  # the connection is closed or closing: nothing to do
+                log.debug("%s in %s dropped (%s)", event, state, peer_of(self.assoc))
+                return
+            log.warning("event %s not valid in state %s (%s): association aborted",
+                        event, state, peer_of(self.assoc))
+            self.abort_transport()
+        except Exception as exc:  # noqa: BLE001 - e.g. a DIMSE command set pynetdicom cannot decode
+            log.warning("%s from %s could not be handled (%s: %s): association aborted",
+                        "data" if event == "Evt10" else event, peer_of(self.assoc), type(exc).__name__, exc)
+            self.abort_transport()
+
     def run_reactor(self) -> None:
-        """pynetdicom's ``DULServiceProvider.run_reactor`` with :meth:`_wait` for its sleep."""
+        """pynetdicom's ``DULServiceProvider.run_reactor`` with :meth:`_wait` for its sleep and
+        :meth:`_act` for the state machine."""
         self._idle_timer.start()
         sleep = False
         try:
@@ -131,13 +275,13 @@ class EventDUL(DULServiceProvider):
                     elif self._is_transport_event():
                         self._idle_timer.restart()
                 except Exception as exc:  # noqa: BLE001 - as pynetdicom: abort the association
-                    LOGGER.error("Exception in DUL.run(), aborting association")
-                    LOGGER.exception(exc)
-                    abort_pdu = A_ABORT_RQ()
-                    abort_pdu.source = 0x02
-                    abort_pdu.reason_diagnostic = 0x00
-                    if self.socket is not None:
-                        self.socket.send(abort_pdu.encode())
+                    log.warning("network error with %s (%s: %s): association aborted",
+                                peer_of(self.assoc), type(exc).__name__, exc)
+                    with contextlib.suppress(Exception):
+                        if self.socket is not None and self.socket.socket is not None:
+                            self.socket.socket.sendall(abort_pdu())
+                        if self.socket is not None:
+                            self.socket.close()
                     self.assoc.is_aborted = True
                     self.assoc.is_established = False
                     self.assoc._kill = True
@@ -149,7 +293,7 @@ class EventDUL(DULServiceProvider):
                     sleep = True
                     continue
                 self._spins = 0
-                self.state_machine.do_action(event)
+                self._act(event)
                 sleep = False
         finally:
             for s in (self._wake_r, self._wake_w):
@@ -157,6 +301,25 @@ class EventDUL(DULServiceProvider):
             wake = getattr(self.assoc, "wake", None)
             if wake is not None:
                 wake()
+
+
+class GatedACSE(ACSE):
+    """pynetdicom's ACSE; an acceptor first takes a slot from the server's admission control."""
+
+    def _negotiate_as_acceptor(self) -> None:
+        assoc = self.assoc
+        admission = getattr(getattr(assoc, "_server", None), "admission", None)
+        if admission is not None:
+            rq = assoc.requestor
+            refusal = admission.acquire(assoc, str(rq.address))
+            if refusal is not None:
+                assoc.reject_reason = refusal.reason  # type: ignore[attr-defined]
+                self.requestor.ae_title = self.requestor.primitive.calling_ae_title  # type: ignore[union-attr]
+                self.send_reject(0x02, 0x03, 0x02)  # rejected-transient, provider (presentation), local limit
+                evt.trigger(assoc, evt.EVT_REJECTED, {})
+                assoc.kill()
+                return
+        super()._negotiate_as_acceptor()
 
 
 class EventAssociation(Association):
@@ -167,6 +330,7 @@ class EventAssociation(Association):
         self._serving: set[int] = set()  # threads serving a request (one per N-EVENT-REPORT)
         self._served = threading.Condition()
         super().__init__(*args, **kwargs)
+        self.acse = GatedACSE(self)
         self.dimse.msg_queue = _WakingQueue(self.wake)
         self.dul.to_user_queue = _WakingQueue(self.wake)
 
@@ -176,6 +340,29 @@ class EventAssociation(Association):
     def kill(self) -> None:
         self.wake()
         super().kill()
+        self._end()
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        """Give back the slot and drop a dataset received only in part (idempotent)."""
+        admission = getattr(getattr(self, "_server", None), "admission", None)
+        if admission is not None:
+            admission.release(self)
+        message = getattr(self.dimse, "message", None)
+        partial = getattr(message, "_data_set_file", None) if message is not None else None
+        if partial is not None and not self.dul.is_alive():
+            discard = getattr(partial, "discard", None)
+            with contextlib.suppress(Exception):
+                if discard is not None:
+                    discard()
+                else:
+                    partial.close()
+            message._data_set_file = None
 
     def release(self) -> None:
         """Release, but only after a request being served has been answered.
@@ -197,6 +384,10 @@ class EventAssociation(Association):
             self._serving.add(me)
         try:
             super()._serve_request(msg, context_id)
+        except Exception as exc:  # noqa: BLE001 - a request pynetdicom's service classes choke on
+            log.warning("request from %s could not be served (%s: %s): association aborted",
+                        peer_of(self), type(exc).__name__, exc)
+            self.abort()
         finally:
             with self._served:
                 self._serving.discard(me)

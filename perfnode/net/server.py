@@ -19,6 +19,10 @@ Contract for service modules (kept stable; other parts of perfnode add their own
 Socket tuning: every accepted connection gets ``TCP_NODELAY``, and on Linux ``TCP_QUICKACK`` is
 re-armed before each receive, so a peer that waits for our ACK (delayed-ACK + Nagle) is never
 held up ~40–200 ms per object.
+
+Connections pass the association gate (:mod:`perfnode.net.gate`: a whole A-ASSOCIATE-RQ within the
+ARTIM timeout, bounded numbers waiting, per host) and take a slot (:mod:`perfnode.net.admission`)
+only when negotiated; PDUs are read with length and time limits (:mod:`perfnode.net.pdu`).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import resource
 import socket
 import sys
+import threading
 import time
 import warnings
 import weakref
@@ -42,8 +48,10 @@ from pynetdicom.transport import AssociationSocket
 
 from perfnode.archive.facade import Archive
 from perfnode.config import Settings
+from perfnode.net.admission import Admission
 from perfnode.net.ae import server_ae
 from perfnode.net.context import Context, NodeContext, association_stats, peer_name
+from perfnode.net.gate import GatedServer, GateLimits
 
 __all__ = ["SERVICES", "Context", "RunningServer", "all_contexts", "association_stats", "build_ae",
            "quiet_libraries", "service_modules", "start_server", "tune_socket"]
@@ -51,6 +59,8 @@ __all__ = ["SERVICES", "Context", "RunningServer", "all_contexts", "association_
 log = logging.getLogger("perfnode.server")
 #: ``sys.setswitchinterval`` for the node's process (Python's default is 0.005 s).
 SWITCH_INTERVAL_S = 0.001
+#: pynetdicom's own association limit, out of the way of :class:`~perfnode.net.admission.Admission`.
+UNLIMITED_THREADS = 1 << 20
 
 #: Service modules, in the order their contexts are offered.
 SERVICES: list[str] = ["perfnode.net.echo", "perfnode.net.store",
@@ -66,44 +76,13 @@ def all_contexts(settings: Settings) -> list[tuple[str, Context]]:
     return [(m.__name__, c) for m in service_modules() for c in m.contexts(settings)]
 
 
-class _TunedSocket:
-    """Replaces ``AssociationSocket.recv``: re-arm TCP_QUICKACK, read with ``recv_into``."""
-
-    QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-
-    def __init__(self, assoc_sock: AssociationSocket) -> None:
-        self.assoc_sock = assoc_sock
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        sock = self.assoc_sock.socket
-        if sock is None:
-            return bytearray()
-        buf = bytearray(nr_bytes)
-        view = memoryview(buf)
-        got = 0
-        while got < nr_bytes:
-            if self.QUICKACK is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, self.QUICKACK, 1)
-            n = sock.recv_into(view[got:], min(nr_bytes - got, 1 << 20))
-            if n == 0:
-                view.release()
-                del buf[got:]
-                return buf
-            got += n
-        return buf
-
-
 def tune_socket(assoc_sock: AssociationSocket) -> None:
-    """TCP_NODELAY on, and a receive that re-arms TCP_QUICKACK before each read."""
+    """TCP_NODELAY on (TCP_QUICKACK is re-armed before each read by :class:`~perfnode.net.pdu.PduReader`)."""
     sock = assoc_sock.socket
     if sock is None:
         return
-    try:
+    with contextlib.suppress(OSError):  # a non-TCP socket
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:  # pragma: no cover - non-TCP socket
-        return
-    assoc_sock.recv = _TunedSocket(assoc_sock).recv  # type: ignore[method-assign]
 
 
 @dataclass
@@ -157,6 +136,10 @@ def _log_handlers(settings: Settings) -> list[tuple[Any, Callable]]:
         log.debug("association accepted from %s", peer_name(event))
 
     def on_rejected(event: Any) -> None:
+        reason = getattr(event.assoc, "reject_reason", None)
+        if reason:
+            log.warning("association rejected from %s: %s", peer_name(event), reason)
+            return
         log.warning("association rejected from %s: calling AE not in the AE table (--require-known-peers)"
                     if settings.require_known_peers else "association rejected from %s", peer_name(event))
 
@@ -171,8 +154,54 @@ def _log_handlers(settings: Settings) -> list[tuple[Any, Callable]]:
 
 
 def build_ae(settings: Settings) -> AE:
-    """The node's SCP AE with every service module's presentation contexts (:func:`server_ae`)."""
-    return server_ae(settings, [cx for _name, cx in all_contexts(settings)])
+    """The node's SCP AE with every service module's presentation contexts (:func:`server_ae`).
+
+    Slots are counted by :mod:`perfnode.net.admission` (negotiated associations only), not by
+    pynetdicom (which counts every connection's thread): its own limit is set out of the way."""
+    ae = server_ae(settings, [cx for _name, cx in all_contexts(settings)])
+    ae.maximum_associations = UNLIMITED_THREADS
+    return ae
+
+
+def serve_gated(ae: AE, settings: Settings, handlers: list[tuple[Any, Callable[..., Any]]]) -> GatedServer:
+    """``ae.start_server(block=False)`` with the association gate and slot counting in front."""
+    limits = GateLimits(artim_timeout=settings.acse_timeout, max_pending=settings.max_pending,
+                        max_pending_per_host=settings.max_pending_per_host)
+    admission = Admission(settings.max_associations, settings.max_associations_per_host)
+    server = ae.make_server((settings.host, settings.port), evt_handlers=handlers, server_class=GatedServer,
+                            limits=limits, admission=admission)
+    thread = threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True)
+    thread.start()
+    ae._servers.append(server)
+    return server
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """Logging filter: the exception's message is kept, its traceback dropped."""
+    if record.exc_info and record.exc_info[1] is not None:
+        record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        record.args = ()
+    record.exc_info = None
+    record.exc_text = None
+    return True
+
+
+def _log_thread_death(args: threading.ExceptHookArgs) -> None:
+    """A thread ended by an exception: one log line naming it (the node carries on)."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    log.critical("thread %s died: %s: %s", name, args.exc_type.__name__, args.exc_value,
+                 exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+
+
+def raise_open_file_limit(want: int = 65536) -> None:
+    """Raise the soft limit of open files towards the hard one: every connection is a descriptor."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def quiet_libraries() -> None:
@@ -182,6 +211,18 @@ def quiet_libraries() -> None:
     # Its warnings are ignored anyway: do not spend time validating every value read.
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # A peer's undecodable AE title or UID, an event invalid in the current state, an exception in a
+    # state machine action: pynetdicom logs them (with tracebacks) and re-raises, and
+    # perfnode.net.reactor reports each in one line naming the peer. Elsewhere pynetdicom's messages
+    # are kept, in one line: a malformed PDU is not a bug in the node.
+    for name in ("pynetdicom.utils", "pynetdicom.fsm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in ("pynetdicom.dimse", "pynetdicom.dul", "pynetdicom.acse", "pynetdicom.association",
+                 "pynetdicom.pdu", "pynetdicom.pdu_items", "pynetdicom.events", "pynetdicom.transport",
+                 "pynetdicom.service_class"):
+        logger = logging.getLogger(name)
+        if _one_line not in logger.filters:
+            logger.addFilter(_one_line)
 
 
 def start_server(settings: Settings, archive: Archive | None = None) -> RunningServer:
@@ -190,9 +231,12 @@ def start_server(settings: Settings, archive: Archive | None = None) -> RunningS
     # Network threads mostly wait; when one wakes (a PDU, a response to send) it should get the GIL
     # within a millisecond rather than after the default 5 ms slice of a busy hook or query thread.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    threading.excepthook = _log_thread_death
+    raise_open_file_limit()
     owns = archive is None
     if archive is None:
-        archive = Archive.open(settings.data, settings.database_url, settings.duplicate_policy)
+        archive = Archive.open(settings.data, settings.database_url, settings.duplicate_policy,
+                        validation=settings.store.validation)
         archive.recover()
     ctx = NodeContext(settings=settings, archive=archive)
     modules = service_modules()
@@ -203,7 +247,7 @@ def start_server(settings: Settings, archive: Archive | None = None) -> RunningS
     handlers = _log_handlers(settings)
     for m in modules:
         handlers += m.handlers(ctx)
-    server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
+    server = serve_gated(ae, settings, handlers)
     running = RunningServer(settings, ctx, ae, server, owns_archive=owns)
     try:
         for m in modules:

@@ -28,6 +28,8 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+#: Warning: stored, but the dataset does not conform to its SOP class (validation findings).
+STORED_DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xB007
 # General (PS3.7 C)
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 PROCESSING_FAILURE = 0x0110
@@ -67,10 +69,13 @@ def status_for(exc: BaseException) -> int:
     return PROCESSING_FAILURE
 
 
-def status_dataset(status: int, comment: str = "") -> Dataset:
-    """A status Dataset with an Error Comment (0000,0902), cut to the LO limit of 64 chars."""
+def status_dataset(status: int, comment: str = "", offending: list[int] | None = None) -> Dataset:
+    """A status Dataset with an Error Comment (0000,0902), cut to the LO limit of 64 chars, and the
+    Offending Element(s) (0000,0901) when given."""
     ds = Dataset()
     ds.Status = status
+    if offending:
+        ds.OffendingElement = offending
     if comment:
         ds.ErrorComment = comment[:64]
     return ds

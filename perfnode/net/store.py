@@ -3,7 +3,9 @@
 The dataset streams from the socket into a file the archive gives (:meth:`Archive.receive_file`:
 pynetdicom's chunked receive, a File Meta Information header in front of the dataset bytes exactly
 as received). The handler hands it to the store use case (:meth:`Archive.store`: header checked,
-fsync, rename, index commit) and answers with the status of what came back.
+whole object walked and validated (:mod:`perfnode.archive.validation`), fsync, rename, index commit)
+and answers with the status of what came back: Success, or 0xB007 (stored, not conformant) with the
+Offending Element(s) and the first finding.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from pynetdicom import AllStoragePresentationContexts, _config, dimse_messages, 
 from perfnode.archive.facade import Announced, Archive, ReceiveFile
 from perfnode.config import Settings
 from perfnode.net.context import Context, NodeContext, association_stats, peer_name
-from perfnode.net.status import SUCCESS, DicomError, status_dataset, status_for
+from perfnode.net.status import (
+    STORED_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    SUCCESS,
+    DicomError,
+    status_dataset,
+    status_for,
+)
 
 log = logging.getLogger("perfnode.store")
 
@@ -115,6 +123,15 @@ def handle_store(event: Any, ctx: NodeContext) -> Any:
     log.debug("C-STORE %s from %s %s in %.1f ms", sop_instance, peer,
               "duplicate (identical)" if stored.duplicate else "stored", 1000 * (time.perf_counter() - t0))
     association_stats(event.assoc)["duplicates" if stored.duplicate else "stored"] += 1
+    if stored.findings:
+        association_stats(event.assoc)["with findings"] += 1
+        log.info("C-STORE %s from %s stored with %d finding(s): %s", sop_instance[:64], peer,
+                 len(stored.findings), "; ".join(f"{f.attribute} {f.found}" for f in stored.findings[:5]))
+        first = stored.findings[0]
+        more = f" +{len(stored.findings) - 1}" if len(stored.findings) > 1 else ""
+        offending = [int(f.tag[1:5] + f.tag[6:10], 16) for f in stored.findings if f.tag][:16]
+        comment = f"{first.attribute} {first.found}{more}"
+        return status_dataset(STORED_DATASET_DOES_NOT_MATCH_SOP_CLASS, comment, offending)
     return SUCCESS
 
 
