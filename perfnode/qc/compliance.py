@@ -156,6 +156,7 @@ def check_series(
             fit=fit,
             mask=mask,
             dynamic=dynamic,
+            modality="CT" if tech == "ctp" else "MR",
         )
     )
     facts.update(provenance_facts(getattr(fit, "provenance", None)))

@@ -14,14 +14,8 @@ import numpy as np
 from scipy import fft
 
 from perfnode.perfusion.baseline import detect_bolus
+from perfnode.perfusion.mask import Modality, foreground
 from perfnode.qc.facts import Fact, Facts
-
-
-def foreground(data: np.ndarray, fraction: float = 0.2) -> np.ndarray:
-    """Voxels whose time-mean exceeds ``fraction`` of the 99th percentile (the object, not the air)."""
-    mean = np.nanmean(np.asarray(data, dtype=np.float64), axis=0)
-    top = np.nanpercentile(mean, 99)
-    return mean > fraction * top if top > 0 else np.isfinite(mean)
 
 
 def _robust_sd(x: np.ndarray) -> float:
@@ -33,14 +27,15 @@ def _robust_sd(x: np.ndarray) -> float:
 
 
 def bolus_facts(
-    data: np.ndarray, times_s: np.ndarray, falls: bool, mask: np.ndarray | None = None, skip: int = 1
+    data: np.ndarray, times_s: np.ndarray, falls: bool, mask: np.ndarray | None = None, skip: int = 1,
+    modality: Modality = "MR",
 ) -> Facts:
     """Bolus contrast-to-noise, arrival time and number of baseline dynamics from the mean curve.
 
     ``falls``: the signal drops with the bolus (DSC); otherwise it rises (DCE, CT).
     """
     arr = np.asarray(data, dtype=np.float64)
-    m = foreground(arr) if mask is None else np.asarray(mask, bool)
+    m = foreground(arr, modality) if mask is None else np.asarray(mask, bool)
     curve = arr[:, m].mean(axis=1)
     enh = -curve if falls else curve
     try:
@@ -63,12 +58,13 @@ def bolus_facts(
     return f
 
 
-def baseline_tsnr(data: np.ndarray, start: int, stop: int, mask: np.ndarray | None = None) -> Fact | None:
+def baseline_tsnr(data: np.ndarray, start: int, stop: int, mask: np.ndarray | None = None,
+                  modality: Modality = "MR") -> Fact | None:
     """Median over the object of mean/SD across the baseline dynamics ``[start, stop)``."""
     if stop - start < 3:
         return None
     arr = np.asarray(data, dtype=np.float64)[start:stop]
-    m = foreground(arr) if mask is None else np.asarray(mask, bool)
+    m = foreground(arr, modality) if mask is None else np.asarray(mask, bool)
     v = arr[:, m]
     sd = v.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -265,6 +261,7 @@ def measure(
     fit: Any = None,
     mask: np.ndarray | None = None,
     dynamic: bool = True,
+    modality: Modality = "MR",
 ) -> Facts:
     """Every data-quality fact that the given arrays allow.
 
@@ -277,10 +274,10 @@ def measure(
     if data is not None:
         arr = np.asarray(data)
         if dynamic and times_s is not None and arr.shape[0] == len(times_s):
-            f.update(bolus_facts(arr, np.asarray(times_s), falls, mask))
+            f.update(bolus_facts(arr, np.asarray(times_s), falls, mask, modality=modality))
             stop = f.pop("_baseline_stop", None)
             if stop is not None:
-                tsnr = baseline_tsnr(arr, 1, int(stop.value), mask)
+                tsnr = baseline_tsnr(arr, 1, int(stop.value), mask, modality)
                 if tsnr is not None:
                     f["baseline_tsnr"] = tsnr
         f.update(motion_facts(arr, spacing_mm))

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from perfnode import __version__
 from perfnode.dicom.findings import Finding
+from perfnode.perfusion.mask import foreground
 from perfnode.qc import quality
 from perfnode.qc.compliance import QCResult
 from perfnode.qc.facts import FACTS, label
@@ -67,6 +68,7 @@ def _curve_figure(
     aif_label: str,
     arrival_s: float | None,
     falls: bool,
+    modality: str = "MR",
 ) -> None:
     panels = int(aif is not None) + int(data is not None)
     fig = Figure(figsize=(6.0 * panels, 3.6))
@@ -84,7 +86,7 @@ def _curve_figure(
     if data is not None:
         ax = fig.add_subplot(1, panels, k)
         arr = np.asarray(data, dtype=np.float64)
-        m = quality.foreground(arr)
+        m = foreground(arr, modality)
         curves = arr[:, m]
         base = curves[: max(2, min(10, len(times) // 5))].mean(axis=0)
         change = (curves.min(axis=0) - base) if falls else (curves.max(axis=0) - base)
@@ -286,6 +288,7 @@ def write_report(
             aif_label,
             arrival_s,
             falls=(technique == "dsc"),
+            modality="CT" if technique == "ctp" else "MR",
         )
         parts.append('<section><h2>Curves</h2><img src="curves.png" alt="AIF and tissue curves"></section>')
     elif decay is None:

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from perfnode import techniques
-from perfnode.qc import quality
+from perfnode.perfusion.mask import foreground
 from perfnode.qc.compliance import QCResult, check_series
 from perfnode.qc.report import write_report
 from perfnode.techniques import detect_series
@@ -188,7 +188,7 @@ def _pictures(
         values = np.asarray(extra[names[0]])
         if names[0] == "diffusion":
             b = values[:, 0].astype(float)
-            mask = quality.foreground(data.reshape(-1, *data.shape[2:]))
+            mask = foreground(data.reshape(-1, *data.shape[2:]))
             per_row = data.mean(axis=1)[:, mask].mean(axis=1)
             ub = np.unique(b)
             decay = (ub, np.array([per_row[b == x].mean() for x in ub]))
