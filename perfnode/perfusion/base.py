@@ -57,6 +57,8 @@ class FitResult:
     failures: Counter = field(default_factory=Counter)
     #: What was done and with which parameters: method, constants, AIF, baseline frames, ...
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Per-voxel convergence of an iterative fit (True = converged); None for direct methods.
+    converged: np.ndarray | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.maps[name]

@@ -29,7 +29,7 @@ from .dsc import UNITS, _relative, _rows, flat_indices, hematocrit_factor, indic
 class CtpModel:
     """CT perfusion settings; :meth:`fit` computes all maps of a ``(t, z, y, x)`` or ``(..., t)`` array."""
 
-    def __init__(self, times_s: np.ndarray, *, method: Literal["ssvd", "csvd", "osvd"] = "osvd",
+    def __init__(self, times_s: np.ndarray, *, method: Literal["ssvd", "csvd", "osvd", "parametric"] = "osvd",
                  threshold: float | None = None, oi_threshold: float = WU_OI_THRESHOLD,
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif_hu: np.ndarray | None = None,
@@ -87,6 +87,8 @@ class CtpModel:
                     density_g_per_ml=self.density, vof_scale=scale,
                     aif_voxels=flat_indices(rows, spatial, sel))
         _relative(maps, spatial, sel, reference_mask, prov)
+        converged = prov.pop("converged", None)
         return FitResult(maps={k: to_maps(v, spatial, sel) for k, v in maps.items()},
                          units={k: UNITS[k] for k in maps}, quality=to_maps(quality, spatial, sel),
-                         failures=failures, provenance=prov)
+                         failures=failures, provenance=prov,
+                         converged=None if converged is None else to_maps(converged, spatial, sel, bool))

@@ -186,19 +186,47 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
     # deconvolution on a uniform grid
     uc, ut, dt = uniform_grid(work, t)
     ua = uniform_grid(aif_curve[None], t)[0][0]
-    solver = SvdDeconvolver(ua, dt, method=method, threshold=threshold, oi_threshold=oi_threshold,
+    svd_method = "osvd" if method == "parametric" else method
+    solver = SvdDeconvolver(ua, dt, method=svd_method, threshold=threshold, oi_threshold=oi_threshold,
                             dtype=dtype)
     deconv = solver(uc)
     peak, tmax = residue_peak(deconv.residue, dt, ua.size, deconv.circulant)
-    prov.update(dt_s=dt, svd_threshold=None if method == "osvd" else solver.threshold,
-                osvd_thresholds=solver.thresholds if method == "osvd" else None)
-    if method == "osvd":
+    prov.update(dt_s=dt, svd_threshold=None if svd_method == "osvd" else solver.threshold,
+                osvd_thresholds=solver.thresholds if svd_method == "osvd" else None)
+    if svd_method == "osvd":
         maps["osvd_threshold"] = deconv.threshold
     with np.errstate(invalid="ignore", divide="ignore"):
+        area_ratio = (work @ w_int) / trapezoid(aif_curve, t)
         cbf = kh_over_rho * peak.astype(np.float64) * 6000.0
-        cbv = kh_over_rho * 100.0 * (work @ w_int) / trapezoid(aif_curve, t)
+        cbv = kh_over_rho * 100.0 * area_ratio
         mtt = 60.0 * cbv / cbf
         quality = np.clip(deconv.r2, 0.0, 1.0)
+    converged = None
+    if method == "parametric":
+        from .parametric import fit_exponential_residue
+
+        rows = np.flatnonzero(valid)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            start = np.column_stack([np.maximum(peak[rows], 1e-4), np.clip(area_ratio[rows] / peak[rows], 0.5, 20),
+                                     tmax[rows]])
+        pf = fit_exponential_residue(work[rows], aif_curve, t, start)
+        cbf = np.full(n, np.nan)
+        cbv = np.full(n, np.nan)
+        mtt = np.full(n, np.nan)
+        tmax = np.full(n, np.nan)
+        quality = np.full(n, np.nan)
+        converged = np.zeros(n, bool)
+        cbf[rows] = kh_over_rho * pf.flow * 6000.0
+        cbv[rows] = kh_over_rho * 100.0 * pf.flow * pf.mtt_s
+        mtt[rows], tmax[rows], converged[rows] = pf.mtt_s, pf.delay_s, pf.converged
+        sst = ((work[rows] - work[rows].mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            quality[rows] = np.clip(1.0 - pf.sse / sst, 0.0, 1.0)
+        quality[rows] = np.where(pf.converged, quality[rows], 0.0)  # 0 = did not converge
+        failures["fit did not converge"] = int((~pf.converged).sum())
+        prov.update(residue_model="exponential with arterial delay (parametric, start: oSVD)",
+                    iterations_median=float(np.median(pf.iterations)) if rows.size else 0.0)
+    prov["converged"] = converged
     bad_flow = valid & ~(cbf > 0)
     failures["no positive residue"] = int(bad_flow.sum())
     ok = valid & ~bad_flow
@@ -234,7 +262,7 @@ def flat_indices(rows: np.ndarray, spatial: tuple[int, ...], sel: np.ndarray) ->
 class DscModel:
     """DSC-MRI acquisition and analysis settings; :meth:`fit` computes all maps of a volume at once."""
 
-    def __init__(self, times_s: np.ndarray, te_s: float, *, method: Literal["ssvd", "csvd", "osvd"] = "osvd",
+    def __init__(self, times_s: np.ndarray, te_s: float, *, method: Literal["ssvd", "csvd", "osvd", "parametric"] = "osvd",
                  threshold: float | None = None, oi_threshold: float = WU_OI_THRESHOLD,
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif: np.ndarray | None = None,
@@ -297,9 +325,11 @@ class DscModel:
                     aif_voxels=flat_indices(prov.pop("aif_rows"), spatial, sel),
                     aif_units="1/s (ΔR2*)" if self.data_kind == "signal" else "as given")
         _relative(maps, spatial, sel, reference_mask, prov)
+        converged = prov.pop("converged", None)
         return FitResult(maps={k: to_maps(v, spatial, sel) for k, v in maps.items()},
                          units={k: UNITS[k] for k in maps}, quality=to_maps(quality, spatial, sel),
-                         failures=failures, provenance=prov)
+                         failures=failures, provenance=prov,
+                         converged=None if converged is None else to_maps(converged, spatial, sel, bool))
 
 
 def _rows_mask(mask: np.ndarray, sel: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
