@@ -22,7 +22,7 @@ of arterial input function using cluster analysis"), on curves denoised by a [1,
    moment counted from the earliest bolus arrival among the candidates;
    Mouridsen keeps the smallest first moment alone, which in DSC can prefer the partial-volume
    voxels around an artery, whose peak the signal non-linearity does not flatten), twice, as
-   Mouridsen does;
+   Mouridsen does (only with at least 10 candidates per cluster);
 7. the kept curves are ranked by the same score — high, narrow and early — and the
    best ``n_voxels`` averaged, leaving out any whose peak is below ``min_peak_fraction`` of the best
    one's (a volume with fewer arterial voxels than ``n_voxels`` does not dilute its AIF).
@@ -106,7 +106,8 @@ def arterial_score(curves: np.ndarray, times: np.ndarray, t_ref: float) -> np.nd
     step = float(np.median(np.diff(times)))
     m1 = first_moment(curves, times) - t_ref
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = f["peak"] / ((f["fwhm"] + step) * (np.where(np.isfinite(m1), np.maximum(m1, 0.0), np.inf) + step))
+        m1 = np.where(np.isfinite(m1), np.maximum(m1, 0.0), np.inf)
+        score = f["peak"] / ((f["fwhm"] + step) * (m1 + step))
     return np.where(np.isfinite(score), score, -np.inf)
 
 
@@ -176,11 +177,11 @@ def select_aif(curves: np.ndarray, times: np.ndarray, n_voxels: int = 5, *,
     rows, smooth = rows[~sat], smooth[~sat]
     t_ref = float(np.percentile(arrival(smooth, t), 2))
     for p in range(passes):
-        if rows.size <= max(2 * n_voxels, n_clusters):
-            break
+        if rows.size < max(2 * n_voxels, 10 * n_clusters):
+            break  # too few candidates for a meaningful clustering: the ranking alone decides
         chosen = _best_cluster(smooth, t, n_clusters, seed + p, t_ref)
-        if chosen.size < n_voxels:
-            break  # a second split would leave fewer curves than wanted: keep this pass's cluster
+        if p > 0 and chosen.size < n_voxels:
+            break  # a second split would leave fewer curves than wanted: keep the first pass's cluster
         rejected["not the arterial cluster"] += int(rows.size - chosen.size)
         rows, smooth = rows[chosen], smooth[chosen]
     f = curve_features(smooth, t, plateau_tol)
@@ -194,6 +195,7 @@ def select_aif(curves: np.ndarray, times: np.ndarray, n_voxels: int = 5, *,
                 "n_voxels": n_voxels, "area_quantile": area_quantile, "rough_fraction": rough_fraction,
                 "n_clusters": n_clusters, "passes": passes, "plateau_tol": plateau_tol,
                 "max_plateau_fraction": max_plateau_fraction, "min_peak_fraction": min_peak_fraction,
-                "score": "peak / ((FWHM + dt) * (first moment - earliest arrival + dt))", "earliest_arrival_s": t_ref}
+                "score": "peak / ((FWHM + dt) * (first moment - earliest arrival + dt))",
+                "earliest_arrival_s": t_ref}
     return AifSelection(curve=c[chosen].astype(np.float64).mean(axis=0), indices=chosen, scores=score[order],
                         rejected=+rejected, criteria=criteria)

@@ -207,8 +207,8 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
 
         rows = np.flatnonzero(valid)
         with np.errstate(invalid="ignore", divide="ignore"):
-            start = np.column_stack([np.maximum(peak[rows], 1e-4), np.clip(area_ratio[rows] / peak[rows], 0.5, 20),
-                                     tmax[rows]])
+            start = np.column_stack([np.maximum(peak[rows], 1e-4),
+                                     np.clip(area_ratio[rows] / peak[rows], 0.5, 20), tmax[rows]])
         pf = fit_exponential_residue(work[rows], aif_curve, t, start)
         cbf = np.full(n, np.nan)
         cbv = np.full(n, np.nan)
@@ -262,7 +262,8 @@ def flat_indices(rows: np.ndarray, spatial: tuple[int, ...], sel: np.ndarray) ->
 class DscModel:
     """DSC-MRI acquisition and analysis settings; :meth:`fit` computes all maps of a volume at once."""
 
-    def __init__(self, times_s: np.ndarray, te_s: float, *, method: Literal["ssvd", "csvd", "osvd", "parametric"] = "osvd",
+    def __init__(self, times_s: np.ndarray, te_s: float, *,
+                 method: Literal["ssvd", "csvd", "osvd", "parametric"] = "osvd",
                  threshold: float | None = None, oi_threshold: float = WU_OI_THRESHOLD,
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif: np.ndarray | None = None,

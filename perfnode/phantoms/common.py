@@ -68,7 +68,8 @@ def vessels(labels: np.ndarray, realistic: bool) -> tuple[np.ndarray, np.ndarray
         for dx in (-1, 0, 1):
             ring |= np.roll(np.roll(core, dy, axis=1), dx, axis=2)
     ring &= ~core & (labels > 0)
-    art = np.where(core, REALISTIC["artery_core_fraction"], np.where(ring, REALISTIC["artery_ring_fraction"], 0.0))
+    art = np.where(core, REALISTIC["artery_core_fraction"],
+                   np.where(ring, REALISTIC["artery_ring_fraction"], 0.0))
     _, ny, nx = labels.shape
     head = labels[0] > 0
     rows = np.flatnonzero(head[:, nx // 2])

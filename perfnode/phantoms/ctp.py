@@ -64,7 +64,8 @@ def simulate(
         core = labels == LESION
         grown = core.copy()
         for _ in range(2):
-            grown |= np.roll(grown, 1, 1) | np.roll(grown, -1, 1) | np.roll(grown, 1, 2) | np.roll(grown, -1, 2)
+            grown |= (np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
+                      | np.roll(grown, 1, 2) | np.roll(grown, -1, 2))
         labels[grown & ~core & np.isin(labels, [GREY, WHITE]) & (f_art == 0)] = PENUMBRA
     cbf_r = {GREY: 55.0, WHITE: 22.0, LESION: 10.0, PENUMBRA: 25.0}
     cbv_r = {GREY: 4.0, WHITE: 2.2, LESION: 2.0 if not realistic else 1.5, PENUMBRA: 4.0}

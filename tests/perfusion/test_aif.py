@@ -84,7 +84,7 @@ def test_no_arterial_curve_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("snr", [10, 20, 30, 100])
-def test_realistic_dsc_phantom_aif_is_in_the_artery_not_its_partial_volume_ring_nor_the_vein(snr: float) -> None:
+def test_realistic_dsc_aif_is_in_the_artery_not_its_partial_volume_ring_nor_the_vein(snr: float) -> None:
     # Reproduces issue 14: at SNR 20 the former highest-peak search picked 0 of 5 voxels in the artery.
     # The clinical phantom has 85 %-artery voxels, a 30 % partial-volume ring, a vein whose (undistorted)
     # signal drop is deeper than the artery's, and a recirculating bolus.
