@@ -146,6 +146,9 @@ class PipelineSettings(Section):
     #: Give up delivering (job failed) after this long; 0 = never.
     retry_give_up_s: Seconds = 86_400.0
     rules: Annotated[tuple[TechniqueRule, ...], Field(strict=False)] = ()
+    #: Maps failing the quality gate (perfnode.qc.gate): "hold" = archived, not sent, job state "held" with
+    #: the reasons; "send_flagged" = sent, "NOT RELIABLE …" first in Image Comments and in the provenance.
+    on_quality_failure: Literal["hold", "send_flagged"] = "hold"
 
     def destinations_for(self, calling_ae: str, settings: Settings) -> list[str]:
         dests = list(self.destinations_by_ae.get(calling_ae.strip(), self.destinations))

@@ -53,8 +53,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class JobState(enum.StrEnum):
-    """queued → running → done | refused (cannot be analysed, the note says why) | failed;
-    ``skipped`` for series perfnode does not analyse."""
+    """queued → running → done | refused (cannot be analysed, the note says why) | failed | held (maps
+    archived but not sent: they failed the quality gate, the note says why); ``skipped`` for series
+    perfnode does not analyse."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -62,6 +63,7 @@ class JobState(enum.StrEnum):
     REFUSED = "refused"
     FAILED = "failed"
     SKIPPED = "skipped"
+    HELD = "held"
 
 
 class CommitmentState(enum.StrEnum):

@@ -23,7 +23,8 @@ of arterial input function using cluster analysis"), on curves denoised by a [1,
    Mouridsen keeps the smallest first moment alone, which in DSC can prefer the partial-volume
    voxels around an artery, whose peak the signal non-linearity does not flatten), twice, as
    Mouridsen does (only with at least 10 candidates per cluster);
-7. the kept curves are ranked by the same score — high, narrow and early — and the
+7. the kept curves are ranked by the same score — high, narrow and early —, any arriving more than
+   max(2 frames, 2 s) after the best one dropped (**late (venous)**), and the
    best ``n_voxels`` averaged, leaving out any whose peak is below ``min_peak_fraction`` of the best
    one's (a volume with fewer arterial voxels than ``n_voxels`` does not dilute its AIF).
 """
@@ -180,13 +181,18 @@ def select_aif(curves: np.ndarray, times: np.ndarray, n_voxels: int = 5, *,
         if rows.size < max(2 * n_voxels, 10 * n_clusters):
             break  # too few candidates for a meaningful clustering: the ranking alone decides
         chosen = _best_cluster(smooth, t, n_clusters, seed + p, t_ref)
-        if p > 0 and chosen.size < n_voxels:
-            break  # a second split would leave fewer curves than wanted: keep the first pass's cluster
+        if chosen.size < (n_voxels if p > 0 else min(n_voxels, 3)):
+            break  # too small a cluster to average: keep the previous candidates (the ranking decides)
         rejected["not the arterial cluster"] += int(rows.size - chosen.size)
         rows, smooth = rows[chosen], smooth[chosen]
     f = curve_features(smooth, t, plateau_tol)
     score = arterial_score(smooth, t, t_ref)
-    order = np.argsort(-score)[:n_voxels]
+    ranked = np.argsort(-score)
+    arrive = arrival(smooth, t)
+    step = float(np.median(np.diff(t)))
+    late = arrive[ranked] > arrive[ranked[0]] + max(2 * step, 2.0)  # a vein, seconds behind the artery
+    rejected["late (venous)"] += int(late[: n_voxels + int(late.sum())].sum())
+    order = ranked[~late][:n_voxels]
     weak = f["peak"][order] < min_peak_fraction * f["peak"][order[0]]
     rejected["low peak"] += int(weak.sum())
     order = order[~weak]

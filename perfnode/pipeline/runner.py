@@ -163,6 +163,12 @@ class Supervisor:
             log.exception("job %d failed", job.id)
             archive.jobs.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")
             return
+        if not result.reliable and self.cfg.on_quality_failure == "hold":
+            log.warning("job %d: maps held (archived, not sent): %s", job.id, result.verdict)
+            archive.jobs.finish(job.id, JobState.HELD, f"maps held, {result.verdict}")
+            return
+        if not result.reliable:
+            log.warning("job %d: sending maps flagged as %s", job.id, result.verdict)
         self.delivering.submit(self._deliver_job, job, archived, "; ".join(result.notes))
 
     def _deliver_job(self, job: Job, archived: list[Stored], note: str = "") -> None:

@@ -71,7 +71,7 @@ def _curve_figure(
     modality: str = "MR",
 ) -> None:
     panels = int(aif is not None) + int(data is not None)
-    fig = Figure(figsize=(6.0 * panels, 3.6))
+    fig = Figure(figsize=(6.0 * panels, 4.4))
     k = 1
     if aif is not None:
         ax = fig.add_subplot(1, panels, k)
@@ -106,8 +106,9 @@ def _curve_figure(
             ax.axvline(arrival_s, color="#7f8c8d", ls="--", lw=1, label="bolus arrival")
         ax.set_title("Tissue curves")
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("signal")
-        ax.legend(fontsize=8, loc="best")
+        ax.set_ylabel("signal (HU)" if modality == "CT" else "signal (a.u.)")
+        # below the axes, never over the curves
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
@@ -164,7 +165,8 @@ def _map_figure(path: Path, name: str, values: np.ndarray, unit: str) -> None:
         ax.set_title(f"slice {z + 1}", fontsize=9)
         ax.set_axis_off()
     cbar = fig.colorbar(im, ax=axes, shrink=0.9, pad=0.02)
-    cbar.set_label(unit or "(no unit)")
+    cbar.set_label(f"{name} ({unit})" if unit else f"{name} (no unit)", fontsize=10)
+    cbar.ax.tick_params(labelsize=9)
     fig.suptitle(name, fontsize=11)
     _save(fig, path)
 
@@ -252,8 +254,12 @@ def write_report(
     notes: Sequence[str] = (),
     decay: tuple[np.ndarray, np.ndarray] | None = None,
     images: Mapping[str, tuple[np.ndarray, str]] | None = None,
+    gate: Any = None,
 ) -> Path:
     """Write ``index.html`` (+ PNGs, ``qc.json``) into ``out_dir``; return the page's path.
+
+    ``gate``: the quality gate's result (:class:`perfnode.qc.gate.GateResult`): its verdict is the
+    page's first line ("Maps not reliable because …") and its numbers a table.
 
     ``data`` is ``(t, ...)``; ``fit`` a :class:`~perfnode.perfusion.base.FitResult` whose maps are
     shown with their units and whose provenance is listed (``provenance`` adds to it).
@@ -360,7 +366,20 @@ def write_report(
         rows = [(str(k), _short(v), "") for k, v in prov.items()]
         last.append("<section><h2>Provenance</h2>" + _kv_table(rows, ("Item", "Value", "")) + "</section>")
 
-    note_html = "".join(f'<div class="note">{_esc(n)}</div>' for n in notes)
+    verdict_html = ""
+    if gate is not None:
+        ok = bool(gate.passed)
+        colour = COLOURS["ok"] if ok else COLOURS["error"]
+        text = "Maps reliable: every quality-gate check passed" if ok else "Maps " + gate.summary()
+        verdict_html = (f'<section style="border-left:8px solid {colour}"><h2 style="color:{colour}">'
+                        f"{_esc(text)}</h2></section>")
+        rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v), "") for k, v in gate.measures.items()]
+        rows += [(f"map {m.name}", "reliable" if m.reliable else "NOT reliable",
+                  f"{m.out_of_range} voxel(s) out of range, masked; " + "; ".join(m.reasons))
+                 for m in gate.maps.values()]
+        last.insert(0, "<section><h2>Quality gate</h2>" + _kv_table(rows, ("Measure", "Value", "Note"))
+                    + "</section>")
+    note_html = verdict_html + "".join(f'<div class="note">{_esc(n)}</div>' for n in notes)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     heading = _esc(title or "Perfusion series")
     sub = f"{_esc((technique or 'unknown technique').upper())} · generated {now} by perfnode {__version__}"
@@ -384,6 +403,7 @@ def write_report(
             for k, v in facts.items()
         },
         "provenance": _jsonable(prov),
+        "quality_gate": gate.to_dict() if gate is not None else None,
     }
     (out / "qc.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     return index
