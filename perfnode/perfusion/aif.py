@@ -205,3 +205,45 @@ def select_aif(curves: np.ndarray, times: np.ndarray, n_voxels: int = 5, *,
                 "earliest_arrival_s": t_ref}
     return AifSelection(curve=c[chosen].astype(np.float64).mean(axis=0), indices=chosen, scores=score[order],
                         rejected=+rejected, criteria=criteria)
+
+
+@dataclass
+class VofSelection:
+    """The venous output function and how it scales the AIF."""
+
+    curve: np.ndarray
+    indices: np.ndarray
+    scale: float
+
+
+def select_vof(curves: np.ndarray, times: np.ndarray, aif: np.ndarray, n_voxels: int = 5,
+               min_delay_s: float = 2.0, max_scale: float = 3.0) -> VofSelection | None:
+    """A venous output function (a sagittal-sinus-like vessel) for partial-volume correction of the AIF.
+
+    Candidates: the curves with the largest area (at least half the largest area of any curve: a large
+    vein carries all the indicator, tissue a few per cent of it) that arrive at least ``min_delay_s``
+    after the AIF; the ``n_voxels`` largest are averaged. The AIF is scaled by ``area(VOF)/area(AIF)``
+    when that is between 1 (partial volume only ever lowers the arterial area) and ``max_scale``.
+    Returns ``None`` when no vein-like curve exists.
+    """
+    c = np.asarray(curves, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    ok = np.all(np.isfinite(c), axis=1)
+    if not ok.any():
+        return None
+    smooth = denoise(np.where(ok[:, None], c, 0.0))
+    w = np.gradient(t)
+    area = np.clip(smooth, 0.0, None) @ w
+    a_aif = float(np.clip(aif, 0.0, None) @ w)
+    t_aif = float(arrival(np.asarray(aif, dtype=np.float64)[None], t)[0])
+    late = arrival(smooth, t) >= t_aif + min_delay_s
+    big = ok & late & (area >= 0.5 * area[ok].max()) & (area >= 0.5 * a_aif)
+    rows = np.flatnonzero(big)
+    if rows.size == 0 or a_aif <= 0:
+        return None
+    rows = rows[np.argsort(-area[rows])][:n_voxels]
+    vof = c[rows].mean(axis=0)
+    scale = float(np.clip(vof, 0.0, None) @ w) / a_aif
+    if not 1.0 <= scale <= max_scale:
+        return None
+    return VofSelection(vof, rows, scale)

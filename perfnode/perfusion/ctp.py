@@ -19,10 +19,11 @@ import numpy as np
 from scipy.integrate import trapezoid
 from threadpoolctl import threadpool_limits
 
-from .aif import select_aif
+from .aif import select_aif, select_vof
 from .base import FitResult, as_curves, to_maps
 from .baseline import detect_bolus
 from .deconvolution import WU_OI_THRESHOLD
+from .denoise import noise_sd, tips_filter
 from .dsc import UNITS, _relative, _rows, flat_indices, hematocrit_factor, indicator_dilution_fit
 
 
@@ -33,7 +34,8 @@ class CtpModel:
                  threshold: float | None = None, oi_threshold: float = WU_OI_THRESHOLD,
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif_hu: np.ndarray | None = None,
-                 skip_frames: int = 0, dtype: type = np.float32) -> None:
+                 skip_frames: int = 0, dtype: type = np.float32, denoise: bool = False,
+                 vof: Literal["auto", "off"] = "off") -> None:
         self.times = np.asarray(times_s, dtype=np.float64)
         if self.times.ndim != 1 or self.times.size < 8:
             raise ValueError("frame times must be a 1-D array of at least 8 frames")
@@ -43,11 +45,24 @@ class CtpModel:
         self.kh_over_rho = hematocrit_factor(hematocrit_large, hematocrit_small) / density_g_per_ml
         self.n_aif_voxels, self.aif_hu = n_aif_voxels, aif_hu
         self.skip_frames, self.dtype = skip_frames, dtype
+        self.denoise, self.vof = denoise, vof
+        self.denoise_radius = 5
 
     def fit(self, data: np.ndarray, mask: np.ndarray | None = None, time_axis: int = -1, *,
             aif_mask: np.ndarray | None = None, vof_mask: np.ndarray | None = None,
             reference_mask: np.ndarray | None = None) -> FitResult:
         """Maps of HU curves ``data`` inside ``mask`` (see the module docstring for the masks)."""
+        denoising = "none"
+        if self.denoise:
+            vol = np.moveaxis(np.asarray(data, dtype=np.float32), time_axis, 0)
+            if vol.ndim != 4:
+                raise ValueError("TIPS denoising needs a (t, z, y, x) volume")
+            m = np.ones(vol.shape[1:], bool) if mask is None else np.asarray(mask, bool)
+            b0, b1 = detect_bolus(vol[:, m].mean(axis=1), skip=self.skip_frames).frames
+            sigma = noise_sd(vol, m, (b0, b1))
+            data, time_axis = tips_filter(vol, m, sigma, radius=self.denoise_radius, sigma_spatial=self.denoise_radius / 1.5), 0
+            denoising = (f"TIPS bilateral filter (Mendrik et al., Phys Med Biol 2011;56:3857): in-plane "
+                         f"radius 3, spatial sigma 2 voxels, h 1, noise SD {sigma:.3g} HU from the baseline")
         curves, spatial, sel = as_curves(data, time_axis, mask, dtype=self.dtype)
         if curves.shape[1] != self.times.size:
             raise ValueError(f"data have {curves.shape[1]} frames but {self.times.size} frame times")
@@ -61,7 +76,18 @@ class CtpModel:
             aif = given - given[start:stop].mean()
         aif_rows = None if aif_mask is None else _rows(aif_mask, sel, spatial)
         scale = None
-        if vof_mask is not None:
+        vof_rows = None
+        if vof_mask is None and self.vof == "auto" and self.aif_hu is None and aif_mask is None:
+            rows = np.flatnonzero(valid)
+            picked = select_aif(conc[rows], self.times, self.n_aif_voxels)
+            aif_rows = rows[picked.indices]
+            found = select_vof(conc[rows], self.times, picked.curve)
+            aif = picked.curve
+            if found is not None:
+                scale = found.scale
+                aif = aif * scale
+                vof_rows = rows[found.indices]
+        elif vof_mask is not None:
             vof_rows = _rows(vof_mask, sel, spatial)
             vof = conc[vof_rows[valid[vof_rows]]].mean(axis=0)
             if aif is None:
@@ -84,7 +110,8 @@ class CtpModel:
             rows = aif_rows
         prov.update(technique="CT perfusion", baseline_frames=(start, stop), aif_units="HU above baseline",
                     hematocrit_large=self.hematocrit_large, hematocrit_small=self.hematocrit_small,
-                    density_g_per_ml=self.density, vof_scale=scale,
+                    density_g_per_ml=self.density, vof_scale=scale, denoising=denoising,
+                    vof_voxels=None if vof_rows is None else flat_indices(vof_rows, spatial, sel),
                     aif_voxels=flat_indices(rows, spatial, sel))
         _relative(maps, spatial, sel, reference_mask, prov)
         converged = prov.pop("converged", None)

@@ -63,7 +63,7 @@ def simulate(
     if realistic:
         core = labels == LESION
         grown = core.copy()
-        for _ in range(2):
+        for _ in range(max(2, ny // 12)):
             grown |= (np.roll(grown, 1, 1) | np.roll(grown, -1, 1)
                       | np.roll(grown, 1, 2) | np.roll(grown, -1, 2))
         labels[grown & ~core & np.isin(labels, [GREY, WHITE]) & (f_art == 0)] = PENUMBRA

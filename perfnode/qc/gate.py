@@ -136,12 +136,13 @@ def judge(fit: Any, technique: str, *, data: np.ndarray | None = None, mask: np.
     """Mask out-of-range voxels in ``fit.maps`` (in place), measure, and give the verdicts.
 
     ``data``: the acquired series ``(t, z, y, x)`` (signal, HU) for the tissue CNR; ``mask``: the voxels
-    that were analysed (default: where any map is finite).
+    that were analysed (default: where any map is finite; then failed voxels are not counted).
     """
     th = {**THRESHOLDS, **(thresholds or {})}
     maps: dict[str, np.ndarray] = fit.maps
     prov = getattr(fit, "provenance", {}) or {}
     spatial = [m for m in maps.values() if m.ndim >= 1]
+    mask_given = mask is not None
     if mask is None:
         mask = np.zeros(spatial[0].shape, bool) if spatial else np.zeros(0, bool)
         for m in spatial:
@@ -190,7 +191,7 @@ def judge(fit: Any, technique: str, *, data: np.ndarray | None = None, mask: np.
                            "values dominated by noise")
 
     q = getattr(fit, "quality", None)
-    if q is not None and np.shape(q) == mask.shape:
+    if mask_given and q is not None and np.shape(q) == mask.shape:
         failed = int(np.sum(~np.isfinite(np.asarray(q)[mask])))
         measures["failed_fraction"] = failed / n_mask
         qv = np.asarray(q)[mask]
