@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--slices", type=int, default=4, help="slices (4)")
     p.add_argument("--times", type=int, default=20, help="time points (20; ASL: pairs = times/2)")
     p.add_argument("--parts", type=int, default=3, help="parts of a concatenation (3)")
+    p.add_argument("--realistic", action="store_true",
+                   help="DSC/CT perfusion: partial-volume arteries, a vein, a later recirculating bolus, "
+                   "CT: an ischaemic core inside a penumbra (what clinical data look like)")
     p.set_defaults(func=run)
     return p
 
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     size = Size(nx=args.size[0], ny=args.size[1], nz=args.slices, nt=args.times)
     try:
         phantom, files = make(
-            args.technique, args.shape, args.out, args.break_rule, args.seed, args.snr, size, args.parts
+            args.technique, args.shape, args.out, args.break_rule, args.seed, args.snr, size, args.parts,
+            realistic=args.realistic,
         )
     except ValueError as exc:
         print(f"perfnode phantom: {exc}", file=sys.stderr)

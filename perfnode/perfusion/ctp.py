@@ -35,7 +35,7 @@ class CtpModel:
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif_hu: np.ndarray | None = None,
                  skip_frames: int = 0, dtype: type = np.float32, denoise: bool = False,
-                 vof: Literal["auto", "off"] = "off") -> None:
+                 vof: Literal["auto", "off"] = "off", denoise_radius: int = 3) -> None:
         self.times = np.asarray(times_s, dtype=np.float64)
         if self.times.ndim != 1 or self.times.size < 8:
             raise ValueError("frame times must be a 1-D array of at least 8 frames")
@@ -46,7 +46,7 @@ class CtpModel:
         self.n_aif_voxels, self.aif_hu = n_aif_voxels, aif_hu
         self.skip_frames, self.dtype = skip_frames, dtype
         self.denoise, self.vof = denoise, vof
-        self.denoise_radius = 5
+        self.denoise_radius = denoise_radius
 
     def fit(self, data: np.ndarray, mask: np.ndarray | None = None, time_axis: int = -1, *,
             aif_mask: np.ndarray | None = None, vof_mask: np.ndarray | None = None,
@@ -60,9 +60,11 @@ class CtpModel:
             m = np.ones(vol.shape[1:], bool) if mask is None else np.asarray(mask, bool)
             b0, b1 = detect_bolus(vol[:, m].mean(axis=1), skip=self.skip_frames).frames
             sigma = noise_sd(vol, m, (b0, b1))
-            data, time_axis = tips_filter(vol, m, sigma, radius=self.denoise_radius, sigma_spatial=self.denoise_radius / 1.5), 0
+            r = self.denoise_radius
+            data, time_axis = tips_filter(vol, m, sigma, radius=r, sigma_spatial=r / 1.5), 0
             denoising = (f"TIPS bilateral filter (Mendrik et al., Phys Med Biol 2011;56:3857): in-plane "
-                         f"radius 3, spatial sigma 2 voxels, h 1, noise SD {sigma:.3g} HU from the baseline")
+                         f"radius {r}, spatial sigma {r / 1.5:.3g} voxels, h 1, noise SD {sigma:.3g} HU "
+                         "from the baseline")
         curves, spatial, sel = as_curves(data, time_axis, mask, dtype=self.dtype)
         if curves.shape[1] != self.times.size:
             raise ValueError(f"data have {curves.shape[1]} frames but {self.times.size} frame times")

@@ -26,6 +26,7 @@ def make(
     snr: float | None = None,
     size: Size | None = None,
     parts: int = 3,
+    realistic: bool = False,
 ) -> tuple[Phantom, list[Path]]:
     """Write the phantom's series into ``out`` (one sub-folder per series) and its ground truth."""
     if shape not in SHAPES:
@@ -41,7 +42,7 @@ def make(
             raise ValueError(f"--break {break_rule} applies to Enhanced objects, not --shape classic")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    phantom = simulate(technique, size, snr, seed)
+    phantom = simulate(technique, size, snr, seed, realistic)
     rng = np.random.default_rng(seed)
     written: list[Path] = []
     files: dict[str, list[str]] = {}

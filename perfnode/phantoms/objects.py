@@ -38,15 +38,20 @@ class Phantom:
     study: Study = field(default_factory=Study)
 
 
-def simulate(technique: str, size: Size | None = None, snr: float | None = None, seed: int = 0) -> Phantom:
-    """Run the forward model of ``technique`` and turn its signal into quantised image sets."""
+def simulate(technique: str, size: Size | None = None, snr: float | None = None, seed: int = 0,
+             realistic: bool = False) -> Phantom:
+    """Run the forward model of ``technique`` and turn its signal into quantised image sets.
+
+    ``realistic`` (DSC, CT perfusion): partial-volume arteries, a vein, a later recirculating bolus
+    (:data:`perfnode.phantoms.common.REALISTIC`)."""
     size = size or Size()
     dims = {"nz": size.nz, "ny": size.ny, "nx": size.nx}
     study = Study(seed=seed, patient_id=f"PERF-DRO-{technique.upper()}")
     sets: list[ImageSet] = []
     if technique in ("dsc", "ctp", "dce"):
         mod = {"dsc": dsc, "ctp": ctp, "dce": dce}[technique]
-        signal, truth = mod.simulate(nt=size.nt, snr=snr, seed=seed, **dims)
+        extra = {"realistic": True} if realistic and technique in ("dsc", "ctp") else {}
+        signal, truth = mod.simulate(nt=size.nt, snr=snr, seed=seed, **dims, **extra)
         modality = mod.PROTOCOL["modality"]
         stored, slope, icpt = quantize(signal[None], modality)
         sets.append(

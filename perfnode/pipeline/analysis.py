@@ -29,8 +29,10 @@ from perfnode.dicom.findings import Finding
 from perfnode.dicom.parametric_map import MapSource, build_parametric_maps
 from perfnode.dicom.perf import check_series as check_perf
 from perfnode.perfusion.base import FitResult
+from perfnode.perfusion.mask import foreground
 from perfnode.qc.compliance import check_series
 from perfnode.qc.facts import header_facts
+from perfnode.qc.gate import GateResult, judge
 from perfnode.techniques import Acquisition, AnalysisError, Companions, Decision, detect_series
 
 __all__ = ["AnalysisError", "AnalysisRequest", "AnalysisResult", "NotForAnalysis", "Outcome", "analyse",
@@ -64,6 +66,9 @@ class AnalysisResult:
     decision: str = ""
     #: what the reader of the result must be told: technique inferred or ambiguous, defaults, a map not made
     notes: list[str] = field(default_factory=list)
+    #: Quality gate (perfnode.qc.gate): True when every sent map passed; the one-line verdict otherwise.
+    reliable: bool = True
+    verdict: str = "reliable"
 
 
 class NotForAnalysis(AnalysisError):
@@ -162,6 +167,7 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     notes += model.notes
     curves = model.curves if model.curves is not None else vol.data
     timings["fit"] = time.perf_counter() - t1
+    gate = judge_fit(fit, technique, curves)
     t2 = time.perf_counter()
     aif = fit.provenance.get("aif_curve")
     study = [sh.first for sh in companions.headers()]  # T1 map, B1 map, M0 present in the study?
@@ -175,6 +181,10 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     findings: list[Finding] = [*(check_perf(headers) if technique.dynamic else []), *qc.findings]
     timings["qc"] = time.perf_counter() - t2
     maps, not_sent = technique.outputs(fit)
+    sent_verdicts = [gate.maps[n] for n in maps if n in gate.maps]
+    reliable = all(v.reliable for v in sent_verdicts)
+    verdict = "reliable" if reliable else "not reliable because " + "; ".join(
+        dict.fromkeys(r for v in sent_verdicts for r in v.reasons))
     if not maps:
         raise AnalysisError(f"the {technique.name.upper()} model gave none of its maps "
                             f"({', '.join(technique.maps)}); it gave {sorted(fit.maps) or 'nothing'}")
@@ -183,13 +193,18 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     out = Path(req.out_dir)
     (out / "maps").mkdir(parents=True, exist_ok=True)
     provenance = {"technique": technique.name, "technique_decision": decision.reason, **fit.provenance,
-                  "failures": dict(fit.failures), "not_encoded": not_sent, "notes": notes}
+                  "failures": dict(fit.failures), "not_encoded": not_sent, "notes": notes,
+                  "quality_gate": {**gate.to_dict(), "verdict": verdict}}
     source = MapSource.from_volume(vol, headers)
     pms = build_parametric_maps(headers, maps, uid_seed=req.uid_seed, source=source, provenance=provenance,
                                 findings=findings, units={k: fit.units[k] for k in maps if k in fit.units},
                                 series_description=f"perfnode {technique.name.upper()} maps")
     written: list[str] = []
     for name, pm in zip(maps, pms, strict=True):
+        mv = gate.maps.get(name)
+        if mv is not None and not mv.reliable:  # the first line a viewer shows beside the map
+            flag = "NOT RELIABLE (perfnode quality gate): " + "; ".join(mv.reasons)
+            pm.ImageComments = (flag + "\n" + str(pm.get("ImageComments", "")))[:10240]
         path = out / "maps" / f"{name}.dcm"
         pm.save_as(path, enforce_file_format=True)
         written.append(str(path))
@@ -211,8 +226,16 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
                                   data=curves if curves.ndim == 4 else None,
                                   aif=np.asarray(aif) if aif is not None else None,
                                   aif_label=technique.aif_label or "concentration", fit=fit,
-                                  provenance=provenance, notes=notes))
+                                  provenance=provenance, notes=notes, gate=gate))
     timings["total"] = time.perf_counter() - t0
     return AnalysisResult(files=written, series_uid=str(pms[0].SeriesInstanceUID), technique=technique.name,
                           report=report, timings_s=timings, findings=[f.to_dict() for f in findings],
-                          decision=decision.reason, notes=notes)
+                          decision=decision.reason, notes=notes, reliable=reliable, verdict=verdict)
+
+
+def judge_fit(fit: FitResult, technique: techniques.Technique, curves: np.ndarray) -> GateResult:
+    """The quality gate on a fit: out-of-range voxels masked (in place), a verdict per map."""
+    mask = None
+    if technique.dynamic and curves.ndim == 4:
+        mask = foreground(curves, "CT" if technique.name == "ctp" else "MR")
+    return judge(fit, technique.name, data=curves if curves.ndim == 4 else None, mask=mask)

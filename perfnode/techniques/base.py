@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from perfnode.dicom import frames
 from perfnode.dicom.codes import find as find_quantity
 from perfnode.perfusion.base import FitResult
+from perfnode.perfusion.mask import foreground  # noqa: F401 - the one mask, re-exported for the models
 from perfnode.techniques.headers import SeriesHeaders
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{1,15}")
@@ -192,11 +193,3 @@ class Technique:
         if "quality" in self.maps and fit.quality is not None and np.ndim(fit.quality) == 3:
             by_key.setdefault("quality", ("quality", fit.quality))
         return dict(by_key[k] for k in self.maps if k in by_key), others
-
-
-def foreground(data: np.ndarray, ct: bool = False) -> np.ndarray:
-    """Voxels worth fitting: MR baseline above 10 % of its 99th percentile; CT above −300 HU (not air)."""
-    baseline = data[: min(3, data.shape[0])].mean(axis=0)
-    if ct:
-        return baseline > -300.0
-    return baseline > 0.1 * np.nanpercentile(baseline, 99)

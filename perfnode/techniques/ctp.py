@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from perfnode.dicom import frames
 from perfnode.perfusion.base import FitResult
+from perfnode.perfusion.mask import describe as describe_mask
 from perfnode.techniques.base import Detection, Technique, TechniqueModel, foreground
 from perfnode.techniques.headers import SeriesHeaders, contrast_agent
+
+#: Deconvolution and denoising of the node's CT perfusion jobs (see benchmarks/accuracy.py): model-based
+#: deconvolution on TIPS-filtered curves, the AIF scaled by an automatic venous output function.
+DECONVOLUTION = "parametric"
+DENOISE = True
 
 
 def detect(s: SeriesHeaders) -> Detection | None:
@@ -30,8 +36,9 @@ class CtpAnalysis(TechniqueModel):
     def fit(self, volume: frames.Volume4D) -> FitResult:
         from perfnode.perfusion.ctp import CtpModel
 
-        fit = CtpModel(volume.times_s).fit(volume.data, mask=foreground(volume.data, ct=True), time_axis=0)
-        fit.provenance["mask"] = "baseline > -300 HU"
+        fit = CtpModel(volume.times_s, method=DECONVOLUTION, denoise=DENOISE, vof="auto").fit(
+            volume.data, mask=foreground(volume.data, "CT"), time_axis=0)
+        fit.provenance["mask"] = describe_mask("CT")
         self.curves = volume.data
         return fit
 

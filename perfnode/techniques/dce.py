@@ -12,6 +12,7 @@ import numpy as np
 
 from perfnode.dicom import frames
 from perfnode.perfusion.base import FitResult
+from perfnode.perfusion.mask import describe as describe_mask
 from perfnode.techniques.base import (
     AnalysisError,
     Companion,
@@ -119,7 +120,7 @@ class DceAnalysis(TechniqueModel):
         fit = model.fit(c, mask=mask, time_axis=0)
         fit.provenance.update(
             {
-                "mask": "baseline signal > 10 % of its 99th percentile",
+                "mask": describe_mask("MR"),
                 "t10_source": t10_source,
                 "relaxivity_per_mM_s": DEFAULTS["dce_relaxivity_per_mM_s"],
                 "hematocrit": hct,

@@ -16,7 +16,7 @@ from pydicom import dcmread
 
 from perfnode.dicom.parametric_map import map_values
 from perfnode.dicom.provenance import read_provenance
-from perfnode.phantoms import make
+from perfnode.phantoms import Size, make
 from tests.nodes import free_port, need, perfnode, run, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -82,8 +82,17 @@ def jobs_json(node) -> list[dict]:
     return json.loads(res.stdout)
 
 
-#: Maps a DSC analysis sends (one Parametric Map per quantity, see perfnode.pipeline.analysis).
-DSC_MAPS = {"cbf", "cbv", "mtt", "tmax", "ttp", "bat", "quality"}
+#: Maps a DSC analysis sends (one Parametric Map per quantity, see perfnode.techniques.dsc): CBF and CBV
+#: as relative maps (DSC is not calibrated).
+DSC_MAPS = {"rcbf", "rcbv", "mtt", "tmax", "ttp", "bat", "quality"}
+
+
+def region_ratios(values: np.ndarray, labels: np.ndarray,
+                  keep: np.ndarray | None = None) -> tuple[float, float]:
+    """Grey/white and grey/lesion ratios of region medians (voxels in ``keep`` only)."""
+    keep = np.ones(labels.shape, bool) if keep is None else keep
+    g, w, les = (float(np.nanmedian(values[(labels == r) & keep])) for r in (1, 2, 3))
+    return g / w, g / les
 
 
 def test_dsc_concatenation_comes_back_as_parametric_maps(tmp_path, node_factory):
@@ -105,24 +114,100 @@ def test_dsc_concatenation_comes_back_as_parametric_maps(tmp_path, node_factory)
     assert set(maps) == DSC_MAPS
     truth = np.load(phantom_dir / "truth.npz")
     labels = truth["labels"]
-    # Region medians against the ground truth. SVD-family deconvolution (oSVD here) under-estimates
-    # high flows when the bolus is sampled every 1.5 s (Wu et al. MRM 2003; ~20-30 % at 60 ml/100g/min):
-    # CBF within 35 %, CBV (an area ratio, no deconvolution) within 25 %, and the tissue order kept.
-    cbf, cbv = {}, {}
-    for region in (1, 2, 3):  # grey, white, lesion
-        m = labels == region
-        cbf[region] = float(np.nanmedian(maps["cbf"][m]))
-        cbv[region] = float(np.nanmedian(maps["cbv"][m]))
-        assert cbf[region] == pytest.approx(np.median(truth["cbf_ml_per_100g_per_min"][m]), rel=0.35)
-        assert cbv[region] == pytest.approx(np.median(truth["cbv_ml_per_100g"][m]), rel=0.25)
-    assert cbf[1] > cbf[2] > cbf[3]
+    # Relative maps: region ratios against the ground truth's (model-based deconvolution: measured
+    # within 3 %; asserted within 15 %, the issue-14 tolerance)
+    for name, key in (("rcbf", "cbf_ml_per_100g_per_min"), ("rcbv", "cbv_ml_per_100g")):
+        np.testing.assert_allclose(region_ratios(maps[name], labels), region_ratios(truth[key], labels),
+                                   rtol=0.15)
     prov = read_provenance(received[0])
-    assert "DSC" in json.dumps(prov).upper() and "osvd" in json.dumps(prov).lower()
+    assert "DSC" in json.dumps(prov).upper() and "parametric" in json.dumps(prov).lower()
+    assert prov["quality_gate"]["passed"] is True
+    assert not any("NOT RELIABLE" in str(ds.get("ImageComments", "")) for ds in received)
     dciodvfy = run([need("dciodvfy"), str(scp.files()[0])])
     errors = [ln for ln in (dciodvfy.stdout + dciodvfy.stderr).splitlines() if ln.startswith("Error")]
     assert errors == []
     (job,) = [j for j in jobs_json(node) if j["analysis"] == "dsc"]
     assert job["state"] == "done" and job["destinations"] == ["MAPS"]
+
+
+def flagged_config(tmp_path: Path, scp: StoreSCP, policy: str) -> Path:
+    path = config(tmp_path, scp)
+    path.write_text(path.read_text() + f'on_quality_failure = "{policy}"\n')
+    return path
+
+
+REALISTIC_DSC = Size(nx=32, ny=32, nz=4, nt=60)
+
+
+def test_dsc_at_clinical_noise_sent_when_reliable_held_when_not(tmp_path, node_factory):
+    """Issue 14, end to end: a realistic DSC phantom (partial-volume artery, vein, recirculation) at SNR 20
+    comes back with relative maps within 15 % of the truth's region ratios; the same at SNR 10 fails the
+    quality gate and is held: archived, not sent, and ``perfnode jobs`` says why."""
+    make("dsc", "single", tmp_path / "snr20", seed=3, snr=20, size=REALISTIC_DSC, realistic=True)
+    make("dsc", "single", tmp_path / "snr10", seed=4, snr=10, size=REALISTIC_DSC, realistic=True)
+    scp = StoreSCP(tmp_path / "received").start()
+    try:
+        node = node_factory(["--config", str(config(tmp_path, scp))])  # default: on_quality_failure = hold
+        for name in ("snr20", "snr10"):
+            send_series(tmp_path / name, node.port)
+
+        def finished() -> bool:
+            states = [j["state"] for j in jobs_json(node) if j["analysis"] == "dsc"]
+            return len(states) == 2 and set(states) <= {"done", "held", "failed"}
+
+        wait_for(finished, 300, "both DSC jobs to finish")
+        time.sleep(1)
+        received = [dcmread(p) for p in scp.files()]
+    finally:
+        scp.stop()
+    jobs = {j["series_instance_uid"]: j for j in jobs_json(node) if j["analysis"] == "dsc"}
+    first = {name: dcmread(next((tmp_path / name / "series01").iterdir()), stop_before_pixels=True)
+             for name in ("snr20", "snr10")}
+    uid = {name: ds.SeriesInstanceUID for name, ds in first.items()}
+    assert first["snr20"].StudyInstanceUID != first["snr10"].StudyInstanceUID
+    assert jobs[uid["snr20"]]["state"] == "done"
+    held = jobs[uid["snr10"]]
+    assert held["state"] == "held" and "not reliable because" in held["error"]
+    assert "contrast-to-noise" in held["error"]
+    listing = run(perfnode("jobs", "--data", str(node.data)), check=True).stdout
+    assert "held" in listing and "not reliable because" in listing
+    # only the SNR 20 maps arrived, and they are right
+    assert {ds.StudyInstanceUID for ds in received} == {first["snr20"].StudyInstanceUID}
+    maps = {q.key: v for q, v in (map_values(ds) for ds in received)}
+    assert set(maps) == DSC_MAPS
+    truth = np.load(tmp_path / "snr20" / "truth.npz")
+    labels, pure = truth["labels"], truth["artery_fraction"] == 0
+    for name, key in (("rcbf", "cbf_ml_per_100g_per_min"), ("rcbv", "cbv_ml_per_100g")):
+        np.testing.assert_allclose(region_ratios(maps[name], labels, pure), region_ratios(truth[key], labels),
+                                   rtol=0.15)
+    prov = read_provenance(received[0])
+    gate = prov["quality_gate"]
+    assert gate["passed"] is True and gate["measures"]["tissue_cnr"] >= gate["thresholds"]["min_tissue_cnr"]
+    assert all(tuple(v) in {tuple(x) for x in np.argwhere(truth["artery_fraction"] > 0.5)}
+               for v in prov["aif_voxels"])
+
+
+def test_unreliable_maps_sent_flagged_when_configured(tmp_path, node_factory):
+    make("dsc", "single", tmp_path / "snr10", seed=4, snr=10, size=REALISTIC_DSC, realistic=True)
+    scp = StoreSCP(tmp_path / "received").start()
+    try:
+        node = node_factory(["--config", str(flagged_config(tmp_path, scp, "send_flagged"))])
+        send_series(tmp_path / "snr10", node.port)
+        wait_for(lambda: len(scp.files()) >= len(DSC_MAPS), 300, "the flagged maps at storescp")
+        time.sleep(1)
+        received = [dcmread(p) for p in scp.files()]
+    finally:
+        scp.stop()
+    assert len(received) == len(DSC_MAPS)
+    by_name = {map_values(ds)[0].key: ds for ds in received}
+    for name in ("rcbf", "rcbv", "mtt"):
+        assert by_name[name].ImageComments.startswith("NOT RELIABLE (perfnode quality gate): ")
+        assert "contrast-to-noise" in by_name[name].ImageComments
+    prov = read_provenance(received[0])
+    assert prov["quality_gate"]["passed"] is False
+    assert prov["quality_gate"]["verdict"].startswith("not reliable because")
+    (job,) = [j for j in jobs_json(node) if j["analysis"] == "dsc"]
+    assert job["state"] == "done"
 
 
 def children(pid: int) -> list[int]:
@@ -173,7 +258,7 @@ def test_maps_offline_command(tmp_path):
     (summary,) = json.loads(res.stdout)
     assert summary["technique"] == "dsc"
     names = {Path(p).stem for p in summary["maps"]}
-    assert {"cbf", "cbv", "mtt_s", "tmax_s"} <= names
+    assert {"rcbf", "rcbv", "mtt_s", "tmax_s"} <= names
     source = dcmread(next((phantom_dir / "series01").iterdir()), stop_before_pixels=True)
     colour = [p for p in summary["maps"] if Path(p).parent.name == "colour"]
     quantitative = [p for p in summary["maps"] if Path(p).parent.name == "maps"]
