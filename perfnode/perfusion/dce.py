@@ -66,8 +66,45 @@ def _solve_normal(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.solve(A, np.matmul(Xt, y[..., None]))[..., 0]
 
 
+def linear_two_compartment(model: str, t: np.ndarray, cp: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Linear least-squares 2CXM / 2CUM parameters ``(m, k)`` (Flouri, Lesnic & Sourbron, MRM
+    2016;76:998): integrating the model's second-order ODE twice gives, with zero initial values,
+
+    2CXM: ``C = −α∫C − β∫∫C + Fp∫Ca + γ∫∫Ca``, ``α = (Fp+PS)/vp + PS/ve``, ``β = Fp·PS/(vp·ve)``,
+    ``γ = Fp·PS·(vp+ve)/(vp·ve)``;  2CUM: ``C = −α∫C + Fp∫Ca + γ∫∫Ca``, ``α = (Fp+PS)/vp``, ``γ = Fp·PS/vp``;
+
+    linear in the coefficients, solved for all voxels by one batched normal-equation solve; the
+    parameters follow in closed form (NaN where the coefficients are not those of a model curve).
+    """
+    cp = np.atleast_1d(cp)
+    ic = pk.cumtrapz(c, t)
+    iic = pk.cumtrapz(ic, t)
+    ica = pk.cumtrapz(cp, t)
+    iica = pk.cumtrapz(ica, t)
+    cols = [-ic, -iic] if model == "2cxm" else [-ic]
+    X = np.stack([*cols, *(np.broadcast_to(v, c.shape) for v in (ica, iica))], axis=-1)
+    b = _solve_normal(X, c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if model == "2cxm":
+            alpha, beta, fp, gamma = b.T
+            v = gamma / beta  # vp + ve
+            vp = fp / (alpha - beta * v / fp)
+            ve = v - vp
+            ps = beta * vp * ve / fp
+            out = np.column_stack([fp, ps, vp, ve])
+        else:
+            alpha, fp, gamma = b.T
+            vp = fp / (alpha - gamma / fp)
+            ps = gamma * vp / fp
+            out = np.column_stack([fp, ps, vp])
+    out[~np.all(np.isfinite(out), axis=1) | np.any(out <= 0, axis=1)] = np.nan
+    return out
+
+
 def linear_fit(model: str, t: np.ndarray, cp: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Linearised least-squares parameters ``(m, k)`` in the order of ``SPECS[model].params``."""
+    if model in ("2cxm", "2cum"):
+        return linear_two_compartment(model, t, cp, c)
     if model not in ("tofts", "extended_tofts", "patlak"):
         raise ValueError(f"no linear solution for model {model!r}")
     cp = np.atleast_2d(cp)
@@ -117,7 +154,7 @@ class DCEModel:
                  method: str = "nlls",
                  hematocrit: float = 0.42, aif_start_s: float = 0.0, aif_is_blood: bool = False,
                  fit_delay: bool = False, delay_bounds_s: tuple[float, float] = (-10.0, 10.0),
-                 delay_s: float = 0.0, max_iter: int = 50, chunk_voxels: int = 16384,
+                 delay_s: float = 0.0, max_iter: int = 500, chunk_voxels: int = 16384,
                  workers: int | None = None) -> None:
         if model not in SPECS:
             raise ValueError(f"unknown DCE model {model!r}; choose one of {tuple(SPECS)}")
@@ -158,12 +195,13 @@ class DCEModel:
         k = len(spec.params) + self.fit_delay
         params = np.full((c.shape[0], k), np.nan)
         sse = np.full(c.shape[0], np.nan)
+        converged = np.zeros(c.shape[0], bool)
         idx_ok = np.flatnonzero(finite)
 
         def run(sl: slice) -> int:
             ii = idx_ok[sl]
             p, s, conv = self._fit_chunk(c[ii])
-            params[ii], sse[ii] = p, s
+            params[ii], sse[ii], converged[ii] = p, s, conv
             return int((~conv).sum())
 
         not_converged = sum(map_chunks(run, chunks(idx_ok.size, self.chunk_voxels), self.workers))
@@ -179,6 +217,10 @@ class DCEModel:
             params[out] = np.nan
             sse[out] = np.nan
         quality = r_squared(c, sse)
+        if self.method == "nlls":
+            quality = np.where(finite & ~converged, 0.0, quality)  # 0 = the fit did not converge
+            if not_converged:
+                failures["fit did not converge (iteration limit)"] = not_converged
         maps, units = self._maps(params)
         failures = Counter({key: v for key, v in failures.items() if v})
         prov = {"model": self.model, "method": self.method, "aif": self.aif_name,
@@ -186,12 +228,14 @@ class DCEModel:
                 "bounds_lower": lo.tolist(), "bounds_upper": hi.tolist(), "time_unit_internal": "min",
                 "fixed_delay_s": None if self.fit_delay else self.delay_s,
                 "convolution": "exact recursive, piecewise-linear AIF",
-                "iteration_limit_reached": not_converged,
+                "iteration_limit_reached": not_converged, "max_iterations": self.max_iter,
+                "convergence": "relative SSE decrease < 1e-8 or relative step < 1e-10, per voxel",
                 "voxels_with_a_parameter_at_a_bound": int(np.sum(np.any(
                     np.isclose(params, lo) | np.isclose(params, hi), axis=1)))}
         return FitResult(maps={n: to_maps(v, spatial, sel, np.float32) for n, v in maps.items()}, units=units,
                          quality=to_maps(quality, spatial, sel, np.float32), failures=failures,
-                         provenance=prov)
+                         provenance=prov, converged=None if self.method == "linear"
+                         else to_maps(converged | ~finite, spatial, sel, bool))
 
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         spec = SPECS[self.model]
@@ -272,13 +316,18 @@ class DCEModel:
         return jac
 
     def _start(self, c: np.ndarray, cp: np.ndarray) -> np.ndarray:
-        """Starting values: the linear solution clipped to bounds (several starts for 2CXM/2CUM)."""
+        """Starting values: the linear solution clipped to bounds; for 2CXM/2CUM the linear solution of
+        Flouri et al. where it is a valid model curve, else three starts from an extended-Tofts fit."""
         spec = SPECS[self.model]
         lo, hi = np.array(spec.lower), np.array(spec.upper)
         if spec.linear:
             p = linear_fit(self.model, self.t_min, cp, c)
             p = np.where(np.isfinite(p), p, 0.5 * (lo + np.minimum(hi, 1.0)))
             return self._project(np.clip(p, lo, hi))
+        lin = linear_fit(self.model, self.t_min, cp, c)  # Flouri 2016: near the optimum when finite
+        good = np.all(np.isfinite(lin), axis=1) & np.all((lin >= lo) & (lin <= hi), axis=1)
+        if good.all():
+            return lin
         et = np.clip(np.nan_to_num(linear_fit("extended_tofts", self.t_min, cp, c), nan=0.01),
                      SPECS["extended_tofts"].lower, SPECS["extended_tofts"].upper)
         ktrans, kep, vp = et[:, 0], np.maximum(et[:, 1], et[:, 0]), np.maximum(et[:, 2], 0.01)
@@ -287,7 +336,9 @@ class DCEModel:
             fpv = np.maximum(fp, 2.0 * ktrans)
             ps = ktrans * fpv / np.maximum(fpv - ktrans, 1e-6)
             cols = [fpv, ps, vp] + ([np.clip(ktrans / kep, 0.01, 1.0)] if self.model == "2cxm" else [])
-            starts.append(np.clip(np.column_stack(cols), lo, hi))
+            start = np.clip(np.column_stack(cols), lo, hi)
+            start[good] = lin[good]  # voxels with a valid linear solution start from it in every run
+            starts.append(start)
         return np.stack(starts)
 
     def _delay_grid_start(self, c: np.ndarray) -> np.ndarray:
