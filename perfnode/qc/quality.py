@@ -157,8 +157,9 @@ def aif_facts(aif: np.ndarray, times_s: np.ndarray, aif_signal: np.ndarray | Non
     return f
 
 
-def _subpixel(r: np.ndarray, idx: tuple[int, ...]) -> np.ndarray:
-    """Parabolic refinement of a correlation peak along each axis (periodic)."""
+def _subpixel(r: np.ndarray, idx: tuple[int, ...], tie: float = 1e-3) -> np.ndarray:
+    """Parabolic refinement of a correlation peak along each axis (periodic); an axis along which the
+    correlation is flat (curvature below ``tie`` of the peak) is not refined."""
     out = np.array(idx, dtype=float)
     for ax, n in enumerate(r.shape):
         if n < 3:
@@ -166,19 +167,27 @@ def _subpixel(r: np.ndarray, idx: tuple[int, ...]) -> np.ndarray:
         im, ip = list(idx), list(idx)
         im[ax] = (idx[ax] - 1) % n
         ip[ax] = (idx[ax] + 1) % n
-        a, b, c = r[tuple(im)], r[idx], r[tuple(ip)]
+        a, b, c = float(r[tuple(im)]), float(r[idx]), float(r[tuple(ip)])
         den = a - 2 * b + c
-        if den < 0:
-            out[ax] += 0.5 * (a - c) / den
+        if den < -tie * abs(b):
+            out[ax] += float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
     return out
 
 
-def displacements(data: np.ndarray, reference: int = 1, min_size: int = 8) -> np.ndarray:
-    """Shift (voxels, per spatial axis) of every time point against ``reference``, by cross-correlation.
+def displacements(data: np.ndarray, reference: int | None = None, min_size: int = 8,
+                  tie: float = 1e-3, baseline: tuple[int, int] | None = None) -> np.ndarray:
+    """Shift (voxels, per spatial axis) of every time point against a reference image, by cross-correlation.
 
-    Returns ``(t, ndim)``. Axes shorter than ``min_size`` (a few thick slices) are averaged out
-    and get no shift. One FFT per time point (vectorised over voxels); the frames are centred and
-    scaled first, so the global intensity change of a bolus does not move the peak.
+    Returns ``(t, ndim)``. The reference is the mean of the pre-bolus ``baseline`` frames
+    ``[start, stop)`` (default: frames 1–3; the first frame is often not yet in steady state), i.e. the
+    head before the contrast arrived and before later motion, or time point ``reference``. Axes shorter than
+    ``min_size`` (a few thick slices) are averaged out and get no shift. One FFT per time point
+    (vectorised over voxels); frames are centred and scaled first, so the global intensity change of a
+    bolus does not move the peak. The search is limited to a quarter of each axis (no wrap-around), and
+    a peak that beats the zero shift by less than ``tie`` (relative correlation) counts as no motion: an
+    image with no structure along an axis (the same slice repeated, a uniform region) correlates
+    equally well at every shift along it and must not read as motion (issue 14: 164.7 mm "motion"
+    on a motionless DSC series).
     """
     arr = np.asarray(data, dtype=np.float32)
     spatial = arr.shape[1:]
@@ -187,29 +196,43 @@ def displacements(data: np.ndarray, reference: int = 1, min_size: int = 8) -> np
     proj = arr.mean(axis=small) if small else arr
     shape = proj.shape[1:]
     axes = tuple(range(len(shape)))
-    ref = min(reference, arr.shape[0] - 1)
+    if reference is not None:
+        ref_img = proj[min(reference, arr.shape[0] - 1)]
+    else:
+        b0, b1 = baseline if baseline is not None else (1, 4)
+        b0 = min(b0, arr.shape[0] - 1)
+        ref_img = proj[b0:max(b1, b0 + 1)].mean(axis=0)
 
     def spectrum(frame: np.ndarray) -> np.ndarray:
         x = frame - frame.mean()
         return fft.fftn(x / (np.linalg.norm(x) + 1e-12), axes=axes)
 
-    f_ref = np.conj(spectrum(proj[ref]))
+    f_ref = np.conj(spectrum(ref_img))
     n = np.array(shape, dtype=float)
+    # shifts beyond a quarter of an axis are not motion of a head in a scanner: excluded from the search
+    lag = np.meshgrid(*[np.minimum(np.arange(k), k - np.arange(k)) for k in shape], indexing="ij")
+    allowed = np.all([lg <= max(1, k // 4) for lg, k in zip(lag, shape, strict=True)], axis=0)
     shifts = np.zeros((arr.shape[0], len(spatial)))
+    size = np.sqrt(sum(lg.astype(float) ** 2 for lg in lag))  # |shift| of every lag
     for i in range(arr.shape[0]):
         r = fft.ifftn(spectrum(proj[i]) * f_ref, axes=axes).real
-        idx = np.unravel_index(int(np.argmax(r)), r.shape)
+        masked = np.where(allowed, r, -np.inf)
+        best = float(masked.max())
+        # of the lags within `tie` of the best correlation, the smallest shift: a flat direction is no motion
+        near = masked >= best - tie * abs(best)
+        idx = np.unravel_index(int(np.argmin(np.where(near, size, np.inf))), r.shape)
         s = _subpixel(r, tuple(int(x) for x in idx))
         shifts[i, list(used)] = np.where(s > n / 2, s - n, s)
     return shifts
 
 
-def motion_facts(data: np.ndarray, spacing_mm: Sequence[float] | None = None, reference: int = 1) -> Facts:
-    """Largest displacement (mm) of any time point against the reference time point."""
+def motion_facts(data: np.ndarray, spacing_mm: Sequence[float] | None = None,
+                 reference: int | None = None, baseline: tuple[int, int] | None = None) -> Facts:
+    """Largest displacement (mm) of any time point against the reference (default: the mean baseline)."""
     arr = np.asarray(data)
     if arr.shape[0] < 2 or arr.ndim < 3 or max(arr.shape[1:]) < 8:
         return {}
-    sh = displacements(arr, reference)
+    sh = displacements(arr, reference, baseline=baseline)
     sp = np.ones(sh.shape[1]) if spacing_mm is None else np.asarray(spacing_mm, float)[-sh.shape[1] :]
     mm = np.linalg.norm(sh * sp, axis=1)
     worst = int(np.argmax(mm))
@@ -218,7 +241,8 @@ def motion_facts(data: np.ndarray, spacing_mm: Sequence[float] | None = None, re
         "motion_max_mm": Fact(
             float(mm[worst]),
             unit,
-            f"cross-correlation; time point {worst} vs {min(reference, arr.shape[0] - 1)}",
+            f"cross-correlation; time point {worst} vs "
+            + ("the mean pre-bolus image" if reference is None else f"time point {reference}"),
         )
     }
 
@@ -273,14 +297,16 @@ def measure(
         f.update(time_step_facts(times_s))
     if data is not None:
         arr = np.asarray(data)
+        base: tuple[int, int] | None = None
         if dynamic and times_s is not None and arr.shape[0] == len(times_s):
             f.update(bolus_facts(arr, np.asarray(times_s), falls, mask, modality=modality))
             stop = f.pop("_baseline_stop", None)
             if stop is not None:
+                base = (1, max(int(stop.value), 2))
                 tsnr = baseline_tsnr(arr, 1, int(stop.value), mask, modality)
                 if tsnr is not None:
                     f["baseline_tsnr"] = tsnr
-        f.update(motion_facts(arr, spacing_mm))
+        f.update(motion_facts(arr, spacing_mm, baseline=base))
     if aif is not None and times_s is not None:
         f.update(aif_facts(aif, np.asarray(times_s), aif_signal))
     ff = fit_failure_fact(fit, mask)
