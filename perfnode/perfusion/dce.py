@@ -229,7 +229,7 @@ class DCEModel:
                 "fixed_delay_s": None if self.fit_delay else self.delay_s,
                 "convolution": "exact recursive, piecewise-linear AIF",
                 "iteration_limit_reached": not_converged, "max_iterations": self.max_iter,
-                "convergence": "relative SSE decrease < 1e-8 or relative step < 1e-10, per voxel",
+                "convergence": "relative SSE decrease < 1e-8 or relative step < 1e-8, per voxel",
                 "voxels_with_a_parameter_at_a_bound": int(np.sum(np.any(
                     np.isclose(params, lo) | np.isclose(params, hi), axis=1)))}
         return FitResult(maps={n: to_maps(v, spatial, sel, np.float32) for n, v in maps.items()}, units=units,

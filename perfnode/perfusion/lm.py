@@ -47,7 +47,7 @@ def fd_jacobian(model: Model, rel_step: float = 1e-6, abs_step: float = 1e-9) ->
 
 def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: np.ndarray,
                         upper: np.ndarray, jacobian: Jacobian | None = None, max_iter: int = 50,
-                        ftol: float = 1e-8, xtol: float = 1e-10, lam0: float = 1e-3,
+                        ftol: float = 1e-8, xtol: float = 1e-8, lam0: float = 1e-3,
                         project: Callable[[np.ndarray], np.ndarray] | None = None) -> LMResult:
     """Fit all curves ``y`` ``(n, t)`` from starting values ``p0`` ``(n, k)`` within ``[lower, upper]``.
 

@@ -62,7 +62,7 @@ def simulate(
     ktrans = region_map(labels, {GREY: 0.02, WHITE: 0.01, LESION: 0.25})  # 1/min
     ve = region_map(labels, {GREY: 0.2, WHITE: 0.15, LESION: 0.4}, default=0.2)
     vp = region_map(labels, {GREY: 0.04, WHITE: 0.02, LESION: 0.08, ARTERY: 1.0 - HCT})
-    t10 = region_map(labels, {GREY: 1.6, WHITE: 1.1, LESION: 1.8, ARTERY: 1.9}, default=3.0)
+    t10 = region_map(labels, {GREY: 1.6, WHITE: 1.1, LESION: 1.8, ARTERY: 1.65}, default=3.0)  # blood: 3 T
     m0 = region_map(labels, {GREY: 1000.0, WHITE: 900.0, LESION: 1100.0, ARTERY: 1200.0}, default=20.0)
     cb = parker_aif(t, t0_s=min(30.0, t[-1] / 4))
     cp = cb / (1 - HCT)

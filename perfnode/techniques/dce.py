@@ -24,9 +24,25 @@ from perfnode.techniques.base import (
 from perfnode.techniques.dsc import DSC_MIN_TE_MS
 from perfnode.techniques.headers import SeriesHeaders, dynamic_mr, echo_time_ms
 
+
+def blood_t1(field_strength_t: float) -> tuple[float, str]:
+    """Pre-contrast T1 of arterial blood (s) for the AIF conversion when the study has no T1 map, with
+    its source: the ISMRM/EU consensus values (Alsop et al., MRM 2015;73:102: 1350 ms at 1.5 T, 1650 ms
+    at 3 T; Hct ≈ 0.42), the nearest of the two for another field strength (said so)."""
+    from perfnode.perfusion.asl import T1_BLOOD_S
+
+    b0 = min(T1_BLOOD_S, key=lambda f: abs(f - field_strength_t))
+    t1 = T1_BLOOD_S[b0]
+    note = f"blood T1 {t1 * 1000:.0f} ms at {b0:g} T (Alsop et al., MRM 2015;73:102)"
+    if abs(b0 - field_strength_t) > 0.1:
+        note += f"; the nearest consensus value for {field_strength_t:g} T"
+    return t1, note
+
+
 #: Constants used where the header cannot give them (recorded in every map's provenance).
 DEFAULTS: dict[str, float] = {
-    "dce_t10_s": 1.4,  # pre-contrast tissue T1 when no T1 map is given (brain grey matter, 3 T)
+    "dce_t10_s": 1.4,  # pre-contrast tissue T1 when no T1 map is given (brain grey matter, 3 T);
+    # blood (the AIF voxels) has its own T1 by field strength: blood_t1()
     "dce_relaxivity_per_mM_s": 4.5,  # r1 of gadolinium chelates at 1.5–3 T
     "dce_hematocrit": 0.42,
 }
@@ -101,10 +117,21 @@ class DceAnalysis(TechniqueModel):
         inside = np.flatnonzero(mask)  # noise outside the head converts to huge, spiky "concentrations"
         try:  # a measured (blood) AIF from the most arterial voxels, as the ESR recommends where feasible
             sel = select_aif(c.reshape(c.shape[0], -1)[:, inside].T, vol.times_s)
-            model = DCEModel(vol.times_s, aif=sel.curve, aif_is_blood=True, hematocrit=hct)
+            aif_blood = sel.curve
+            t1_blood_note = "T1 of the AIF voxels from the measured T1 map"
+            if found is None:  # no T1 map: blood has its own T1, not the tissue default
+                b0 = float(acq.fact("field_strength_t", 3.0))
+                t1b, t1_blood_note = blood_t1(b0)
+                voxels = np.unravel_index(inside[sel.indices], c.shape[1:])
+                arterial = spgr_to_concentration(
+                    vol.data[(slice(None), *voxels)], float(tr_ms) / 1000.0, float(fa), t1b,
+                    DEFAULTS["dce_relaxivity_per_mM_s"], baseline=(start, stop), time_axis=0)
+                aif_blood = np.nanmean(arterial.maps["concentration_mM"], axis=0)
+            model = DCEModel(vol.times_s, aif=aif_blood, aif_is_blood=True, hematocrit=hct)
             aif_info = {
                 "aif": "measured: automatic selection (blood curve / (1 − Hct))",
-                "aif_curve": sel.curve.tolist(),
+                "aif_curve": aif_blood.tolist(),
+                "aif_t1_blood": t1_blood_note,
                 "aif_voxels_zyx": [
                     list(map(int, np.unravel_index(inside[i], c.shape[1:]))) for i in sel.indices
                 ],
