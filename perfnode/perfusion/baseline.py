@@ -71,3 +71,21 @@ def detect_bolus(curves: np.ndarray, skip: int = 1, fraction: float = 0.1, max_b
     stop = np.clip(arrival - 1, skip + min_baseline, t)
     return Baseline(arrival=arrival, start=skip, stop=stop, peak_index=peak_idx)
 
+
+
+def contrast_to_noise(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int], falls: bool) -> float:
+    """Median over ``mask`` of |bolus peak change| / baseline SD of a ``(t, z, y, x)`` series, the peak
+    taken on [1, 2, 1]/4-smoothed curves after the baseline frames ``[start, stop)``."""
+    arr = np.asarray(data, dtype=np.float64)
+    v = arr[:, np.asarray(mask, bool)]
+    start, stop = baseline
+    if v.shape[1] == 0 or stop - start < 3:
+        return float("nan")
+    base = v[start:stop]
+    s0, sd = base.mean(axis=0), base.std(axis=0, ddof=1)
+    sm = v.copy()
+    sm[1:-1] = 0.25 * v[:-2] + 0.5 * v[1:-1] + 0.25 * v[2:]
+    change = (s0 - sm[stop:].min(axis=0)) if falls else (sm[stop:].max(axis=0) - s0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cnr = np.where(sd > 0, change / sd, np.inf)
+    return float(np.nanmedian(cnr))

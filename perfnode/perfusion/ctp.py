@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from .aif import select_aif, select_vof
 from .base import FitResult, as_curves, to_maps
-from .baseline import detect_bolus
+from .baseline import contrast_to_noise, detect_bolus
 from .deconvolution import WU_OI_THRESHOLD
 from .denoise import noise_sd, tips_filter
 from .dsc import UNITS, _relative, _rows, flat_indices, hematocrit_factor, indicator_dilution_fit
@@ -53,6 +53,7 @@ class CtpModel:
             reference_mask: np.ndarray | None = None) -> FitResult:
         """Maps of HU curves ``data`` inside ``mask`` (see the module docstring for the masks)."""
         denoising = "none"
+        cnr_denoised = None
         if self.denoise:
             vol = np.moveaxis(np.asarray(data, dtype=np.float32), time_axis, 0)
             if vol.ndim != 4:
@@ -62,6 +63,7 @@ class CtpModel:
             sigma = noise_sd(vol, m, (b0, b1))
             r = self.denoise_radius
             data, time_axis = tips_filter(vol, m, sigma, radius=r, sigma_spatial=r / 1.5), 0
+            cnr_denoised = contrast_to_noise(data, m, (b0, b1), falls=False)
             denoising = (f"TIPS bilateral filter (Mendrik et al., Phys Med Biol 2011;56:3857): in-plane "
                          f"radius {r}, spatial sigma {r / 1.5:.3g} voxels, h 1, noise SD {sigma:.3g} HU "
                          "from the baseline")
@@ -113,6 +115,7 @@ class CtpModel:
         prov.update(technique="CT perfusion", baseline_frames=(start, stop), aif_units="HU above baseline",
                     hematocrit_large=self.hematocrit_large, hematocrit_small=self.hematocrit_small,
                     density_g_per_ml=self.density, vof_scale=scale, denoising=denoising,
+                    tissue_cnr=cnr_denoised,
                     vof_voxels=None if vof_rows is None else flat_indices(vof_rows, spatial, sel),
                     aif_voxels=flat_indices(rows, spatial, sel))
         _relative(maps, spatial, sel, reference_mask, prov)

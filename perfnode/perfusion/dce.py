@@ -57,6 +57,36 @@ def _predict(model: str, t: np.ndarray, cp: np.ndarray, p: np.ndarray) -> np.nda
     return pk.two_cum(t, cp, p[:, 0], p[:, 1], p[:, 2])
 
 
+def _two_cxm_jacobian(t: np.ndarray, cp: np.ndarray):
+    """Jacobian of the 2CXM curve ``Fp·[(1−E)·X(K₊) + E·X(K₋)]``, ``X(K) = cp ⊛ e^{−Kt}``, by the chain
+    rule: the two convolutions and their derivatives in K (4 convolutions; forward differences in all
+    four parameters would take 8), the derivatives of (K₊, K₋, E) in (Fp, PS, vp, ve) by differences
+    of their closed forms (per-voxel scalars, free)."""
+
+    def jac(p, idx, f):
+        fp, ps, vp, ve = p.T
+        kp, km, e = pk.two_cxm_rates(fp, ps, vp, ve)
+        xp, xm = pk.expconv(t, cp, kp), pk.expconv(t, cp, km)
+        hp, hm = 1e-6 * kp + 1e-9, 1e-6 * km + 1e-9
+        dxp = (pk.expconv(t, cp, kp + hp) - xp) / hp[:, None]
+        dxm = (pk.expconv(t, cp, km + hm) - xm) / hm[:, None]
+        out = np.empty((*f.shape, 4))
+        for j in range(4):
+            q = p.copy()
+            h = 1e-7 * np.abs(q[:, j]) + 1e-10
+            q[:, j] += h
+            kp2, km2, e2 = pk.two_cxm_rates(*q.T)
+            dkp, dkm, de = (kp2 - kp) / h, (km2 - km) / h, (e2 - e) / h
+            d = fp[:, None] * ((-de)[:, None] * xp + ((1 - e) * dkp)[:, None] * dxp
+                               + de[:, None] * xm + (e * dkm)[:, None] * dxm)
+            if j == 0:
+                d += (1 - e)[:, None] * xp + e[:, None] * xm
+            out[:, :, j] = d
+        return out
+
+    return jac
+
+
 def _solve_normal(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Batched least squares ``X (m, t, k) · b ≈ y (m, t)`` via ridge-stabilised normal equations."""
     Xt = X.transpose(0, 2, 1)
@@ -277,16 +307,32 @@ class DCEModel:
         def fn(p, idx):
             return _predict(model, t, cp, p)
 
-        jac = self._tofts_jacobian(cp) if model in ("tofts", "extended_tofts") else fd_jacobian(fn)
-        if p0.ndim == 3:  # several starts per voxel: keep the best
-            best_p, best_s, best_c = None, None, None
-            for j in range(p0.shape[0]):
-                res = levenberg_marquardt(fn, c, p0[j], lo, hi, jac, self.max_iter, project=self._project)
-                if best_p is None:
-                    best_p, best_s, best_c = res.params, res.sse, res.converged
-                else:
-                    b = res.sse < best_s
-                    best_p[b], best_s[b], best_c[b] = res.params[b], res.sse[b], res.converged[b]
+        if model in ("tofts", "extended_tofts"):
+            jac = self._tofts_jacobian(cp)
+        elif model == "2cxm":
+            jac = _two_cxm_jacobian(t, cp)
+        else:
+            jac = fd_jacobian(fn)
+        if p0.ndim == 3:  # several starts for the voxels that differ between them: keep the best
+            first = levenberg_marquardt(fn, c, p0[0], lo, hi, jac, self.max_iter, project=self._project)
+            best_p, best_s, best_c = first.params, first.sse, first.converged
+            # the other starts only where the first did not converge (voxels without a valid linear solution
+            # start from the middle of three extended-Tofts-derived guesses)
+            multi = np.flatnonzero(np.any(p0[1:] != p0[0], axis=(0, 2)) & ~best_c)
+            for j in range(1, p0.shape[0]):
+                if multi.size == 0:
+                    break
+                cm = c[multi]
+
+                def fm(p, idx, _rows=multi):
+                    return _predict(model, t, cp, p)
+
+                jm = fd_jacobian(fm)
+                res = levenberg_marquardt(fm, cm, p0[j][multi], lo, hi, jm, self.max_iter,
+                                          project=self._project)
+                b = res.sse < best_s[multi]
+                rows = multi[b]
+                best_p[rows], best_s[rows], best_c[rows] = res.params[b], res.sse[b], res.converged[b]
             return best_p, best_s, best_c
         res = levenberg_marquardt(fn, c, p0, lo, hi, jac, self.max_iter, project=self._project)
         return res.params, res.sse, res.converged

@@ -48,11 +48,16 @@ def fd_jacobian(model: Model, rel_step: float = 1e-6, abs_step: float = 1e-9) ->
 def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: np.ndarray,
                         upper: np.ndarray, jacobian: Jacobian | None = None, max_iter: int = 50,
                         ftol: float = 1e-8, xtol: float = 1e-8, lam0: float = 1e-3,
-                        project: Callable[[np.ndarray], np.ndarray] | None = None) -> LMResult:
+                        project: Callable[[np.ndarray], np.ndarray] | None = None,
+                        stall_window: int = 10, stall_tol: float = 1e-4) -> LMResult:
     """Fit all curves ``y`` ``(n, t)`` from starting values ``p0`` ``(n, k)`` within ``[lower, upper]``.
 
     ``project`` may add constraints beyond the box (applied after clipping to it). Voxels stop
-    iterating individually once the relative decrease of their SSE or their step is below tolerance.
+    iterating individually (converged) once the relative decrease of their SSE in one step is below
+    ``ftol``, their relative step below ``xtol``, their SSE fell by less than ``stall_tol`` (relative)
+    over the last ``stall_window`` iterations (a fit crawling along a bound or a flat valley: 1e-4 of the
+    SSE is a hundredth of one noise variance for a 60-sample curve, nothing a parameter estimate can
+    feel), or no step improves it.
     """
     y = np.asarray(y, dtype=np.float64)
     n, k = p0.shape
@@ -72,7 +77,8 @@ def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: np.n
     iters = np.zeros(n, dtype=np.int64)
     done = ~np.isfinite(sse) | (sse == 0)  # nothing to improve on an exact fit (e.g. an all-zero curve)
     eye = np.eye(k)
-    for _ in range(max_iter):
+    history = np.repeat(sse[:, None], stall_window, axis=1)  # SSE of the last `stall_window` iterations
+    for it in range(max_iter):
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
@@ -104,6 +110,12 @@ def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: np.n
         rej = act[~better]
         lam[rej] *= 10.0
         done[rej[lam[rej] > 1e10]] = True
+        slot = it % stall_window
+        if it >= stall_window:
+            then = history[act, slot]
+            stalled = (then - sse[act]) <= stall_tol * np.maximum(sse[act], 1e-300)
+            done[act[stalled]] = True
+        history[act, slot] = sse[act]
     return LMResult(p, sse, iters, done & np.isfinite(sse))
 
 

@@ -53,12 +53,19 @@ def predict(times: np.ndarray, aif: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def fit_exponential_residue(curves: np.ndarray, aif: np.ndarray, times: np.ndarray, start: np.ndarray, *,
-                            max_iter: int = 200, chunk: int = 8192, workers: int | None = None
-                            ) -> ParametricFit:
+                            area: np.ndarray | None = None, max_iter: int = 200, chunk: int = 8192,
+                            workers: int | None = None) -> ParametricFit:
     """Fit ``curves`` ``(n, t)`` (baseline-subtracted concentration) against ``aif`` ``(t,)``.
 
-    ``start`` ``(n, 3)``: starting (F, MTT, delay), e.g. from oSVD; clipped to the bounds.
+    ``start`` ``(n, 3)``: starting (F, MTT, delay), e.g. from oSVD; clipped to the bounds. ``area``
+    ``(n,)``: the area ratio ``∫C/∫C_a`` (= F·MTT, the blood volume) of each curve; when given, F is
+    tied to it (``F = area/MTT``) and only MTT and the delay are fitted (less flow overestimation at
+    low flow and low noise, but more scatter of flow ratios at low CNR: benchmarks/accuracy.py; the
+    DSC and CT models use the untied fit).
     """
+    if area is not None:
+        return _fit_tied(curves, aif, times, start, np.asarray(area, dtype=np.float64), max_iter, chunk,
+                         workers)
     t = np.asarray(times, dtype=np.float64)
     a = np.asarray(aif, dtype=np.float64)
     y = np.asarray(curves, dtype=np.float64)
@@ -93,3 +100,41 @@ def fit_exponential_residue(curves: np.ndarray, aif: np.ndarray, times: np.ndarr
 
     map_chunks(run, chunks(n, chunk), workers)
     return ParametricFit(out["f"], out["m"], out["d"], out["sse"], conv, out["it"].astype(int))
+
+
+def _fit_tied(curves: np.ndarray, aif: np.ndarray, times: np.ndarray, start: np.ndarray, area: np.ndarray,
+              max_iter: int, chunk: int, workers: int | None) -> ParametricFit:
+    t = np.asarray(times, dtype=np.float64)
+    a = np.asarray(aif, dtype=np.float64)
+    y = np.asarray(curves, dtype=np.float64)
+    n = y.shape[0]
+    lo, hi = LOWER[1:], UPPER[1:]
+    p0 = np.clip(np.nan_to_num(np.asarray(start, dtype=np.float64)[:, 1:], nan=1.0), lo, hi)
+    scale = np.clip(np.nan_to_num(area), 0.0, None)
+    out = {k: np.empty(n) for k in ("m", "d", "sse", "it")}
+    conv = np.zeros(n, bool)
+
+    def run(sl: slice) -> int:
+        w = scale[sl]
+
+        def model(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            full = np.column_stack([w[idx] / p[:, 0], p])
+            return predict(t, a, full)
+
+        def jac(p: np.ndarray, idx: np.ndarray, f: np.ndarray) -> np.ndarray:
+            j = np.empty((*f.shape, 2))
+            for k in (0, 1):
+                h = 1e-4 * np.abs(p[:, k]) + 1e-4
+                q = p.copy()
+                q[:, k] += h
+                j[:, :, k] = (model(q, idx) - f) / h[:, None]
+            return j
+
+        res = levenberg_marquardt(model, y[sl], p0[sl], lo, hi, jac, max_iter=max_iter, ftol=1e-7, xtol=1e-7)
+        out["m"][sl], out["d"][sl] = res.params.T
+        out["sse"][sl], out["it"][sl] = res.sse, res.iterations
+        conv[sl] = res.converged
+        return 0
+
+    map_chunks(run, chunks(n, chunk), workers)
+    return ParametricFit(scale / out["m"], out["m"], out["d"], out["sse"], conv, out["it"].astype(int))

@@ -27,6 +27,10 @@ def _phi(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return phi1, phi2
 
 
+#: Below this many (curves × samples) :func:`expconv` convolves by FFT instead of its recursion.
+FFT_BELOW = 32768
+
+
 def expconv(t: np.ndarray, cp: np.ndarray, k: np.ndarray) -> np.ndarray:
     """``∫₀ᵗ cp(τ)·exp(−k(t−τ)) dτ`` for each rate ``k`` ``(n,)`` (min⁻¹ ≥ 0); returns ``(n, t)``."""
     t = np.asarray(t, dtype=np.float64)
@@ -40,6 +44,17 @@ def expconv(t: np.ndarray, cp: np.ndarray, k: np.ndarray) -> np.ndarray:
     phi1, phi2 = _phi(x)
     # work time-major (t, n) so that every step of the recursion touches contiguous memory
     b = (dt * (phi1 - phi2)).T * cp[:, :-1].T + (dt * phi2).T * cp[:, 1:].T
+    if e.shape[1] == 1 and k.shape[0] * t.size <= FFT_BELOW:
+        # few curves (the last voxels of a batched fit): the recursion's Python loop costs more than
+        # its arithmetic; the same sum as a convolution with e^m by FFT:
+        # out[i] = Σ_{j<i} e^{i−1−j} b[j]
+        m = t.size - 1
+        size = 1 << int(np.ceil(np.log2(2 * m)))
+        g = np.exp(-x * np.arange(m)[None, :])  # (n, m)
+        full = np.fft.irfft(np.fft.rfft(b.T, size, axis=1) * np.fft.rfft(g, size, axis=1), size, axis=1)
+        out = np.zeros((k.shape[0], t.size))
+        out[:, 1:] = full[:, :m]
+        return out
     e = np.ascontiguousarray(e.T)
     step_e = (lambda i: e[0]) if e.shape[0] == 1 else (lambda i: e[i])
     out = np.empty((t.size, b.shape[1]))

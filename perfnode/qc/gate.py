@@ -115,20 +115,10 @@ def _aif_measures(aif: np.ndarray, times: np.ndarray) -> dict[str, float]:
 
 
 def tissue_cnr(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int], falls: bool) -> float:
-    """Median over ``mask`` of |bolus peak change| / baseline SD (peak on [1, 2, 1]/4-smoothed curves)."""
-    arr = np.asarray(data, dtype=np.float64)
-    v = arr[:, np.asarray(mask, bool)]
-    start, stop = baseline
-    if v.shape[1] == 0 or stop - start < 3:
-        return float("nan")
-    base = v[start:stop]
-    s0, sd = base.mean(axis=0), base.std(axis=0, ddof=1)
-    sm = v.copy()
-    sm[1:-1] = 0.25 * v[:-2] + 0.5 * v[1:-1] + 0.25 * v[2:]
-    change = (s0 - sm[stop:].min(axis=0)) if falls else (sm[stop:].max(axis=0) - s0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cnr = np.where(sd > 0, change / sd, np.inf)
-    return float(np.nanmedian(cnr))
+    """Median tissue contrast-to-noise ratio (see :func:`perfnode.perfusion.baseline.contrast_to_noise`)."""
+    from perfnode.perfusion.baseline import contrast_to_noise
+
+    return contrast_to_noise(data, mask, baseline, falls)
 
 
 def judge(fit: Any, technique: str, *, data: np.ndarray | None = None, mask: np.ndarray | None = None,
@@ -183,8 +173,12 @@ def judge(fit: Any, technique: str, *, data: np.ndarray | None = None, mask: np.
     reasons.extend(aif_reasons)
 
     baseline = prov.get("baseline_frames")
-    if dynamic and data is not None and baseline is not None and np.asarray(data).ndim == 4:
+    cnr = float("nan")
+    if dynamic and prov.get("tissue_cnr") is not None:  # measured by the model on what it fitted (denoised)
+        cnr = float(prov["tissue_cnr"])
+    elif dynamic and data is not None and baseline is not None and np.asarray(data).ndim == 4:
         cnr = tissue_cnr(data, mask, (int(baseline[0]), int(baseline[1])), falls=technique == "dsc")
+    if dynamic and np.isfinite(cnr):
         measures["tissue_cnr"] = cnr
         if np.isfinite(cnr) and cnr < th["min_tissue_cnr"]:
             reasons.append(f"tissue contrast-to-noise {cnr:.1f} < {th['min_tissue_cnr']:g}: per-voxel "

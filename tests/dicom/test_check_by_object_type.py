@@ -56,7 +56,8 @@ def test_perfnodes_own_maps_are_derived_objects_with_their_provenance(tmp_path, 
     found = series["sections"]["Derived object"]
     assert report["errors"] == 0 and code == 0
     assert any(f["found"].startswith("perfnode provenance: ") and "DSC" in f["found"].upper() for f in found)
-    assert any("CBF (DCM 126390) in ml/(100.g)/min" in f["found"] for f in found)
+    # DSC flow is not calibrated: sent as relative CBF (issue 14)
+    assert any("rCBF (DCM 126397) in {ratio}" in f["found"] for f in found)
 
 
 def test_check_and_report_state_the_same_facts(tmp_path, capsys):
