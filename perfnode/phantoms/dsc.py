@@ -58,8 +58,14 @@ def simulate(
     snr: float | None = None,
     seed: int = 0,
     realistic: bool = False,
+    slice_order: str | None = None,
+    bolus_s: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Return ``(signal (t, z, y, x), truth)``: DSC signal and the maps, AIF and labels that made it.
+
+    ``slice_order="interleaved"``: slice ``z`` of time point ``k`` is acquired at ``t_k + r(z)·dt/nz``
+    (``r`` the slice's rank in the order 0, 2, 4, …, 1, 3, …); ``truth["frame_times_s"]`` ``(t, z)`` holds
+    the times. Without it every slice is acquired at ``t_k``.
 
     ``realistic``: partial-volume arterial voxels, a later and recirculating bolus and a venous
     region (:data:`perfnode.phantoms.common.REALISTIC`). Voxel signals mix by volume fraction:
@@ -68,12 +74,25 @@ def simulate(
     """
     rng = np.random.default_rng(seed)
     t = np.arange(nt) * dt_s
+    t0 = min(REALISTIC["bolus_s"] if realistic else 6.0, t[-1] / 4)
+    if slice_order is not None:
+        if slice_order != "interleaved":
+            raise ValueError(f"slice_order {slice_order!r}: only 'interleaved' is simulated")
+        rank = np.argsort(np.r_[np.arange(0, nz, 2), np.arange(1, nz, 2)])  # rank of slice z in the order
+        fine, truth = simulate(nz, ny, nx, nt * nz, dt_s / nz, None, seed, realistic, None, bolus_s=t0)
+        pick = np.arange(nt)[:, None] * nz + rank[None, :]  # (t, z) fine-grid index of each frame
+        signal = np.take_along_axis(fine, pick[:, :, None, None], axis=0)
+        truth["frame_times_s"] = pick * (dt_s / nz)
+        truth["times_s"] = t
+        truth["slice_order"] = slice_order
+        ref = float(truth["s0"][truth["labels"] > 0].mean())
+        return add_noise(signal, snr, ref, rng), {**truth, "snr": snr or 0.0}
     labels, f_art, f_vein = vessels(regions(nz, ny, nx), realistic)
     cbf = region_map(labels, {GREY: 60.0, WHITE: 25.0, LESION: 12.0, ARTERY: 0.0})  # ml/100 g/min
     cbv = region_map(labels, {GREY: 4.0, WHITE: 2.0, LESION: 1.5, ARTERY: 0.0})  # ml/100 g
     mtt = np.divide(cbv, cbf, out=np.zeros_like(cbv), where=cbf > 0) * 60.0  # s
     delay = region_map(labels, {GREY: 0.5, WHITE: 1.0, LESION: 3.0})  # s
-    t0 = min(REALISTIC["bolus_s"] if realistic else 6.0, t[-1] / 4)
+    t0 = bolus_s if bolus_s is not None else t0
     aif = gamma_variate(t, t0=t0, peak=8.0, alpha=3.0, beta=1.5)  # mM
     if realistic:
         aif = recirculating(aif, t, t0, 8.0)
@@ -126,5 +145,6 @@ def simulate(
         "snr": snr or 0.0,
         "seed": seed,
         "realistic": realistic,
+        "frame_times_s": np.repeat(t[:, None], nz, axis=1),
     }
     return signal, truth

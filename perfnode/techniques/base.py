@@ -193,3 +193,20 @@ class Technique:
         if "quality" in self.maps and fit.quality is not None and np.ndim(fit.quality) == 3:
             by_key.setdefault("quality", ("quality", fit.quality))
         return dict(by_key[k] for k in self.maps if k in by_key), others
+
+
+def slice_timed(volume: frames.Volume4D) -> tuple[np.ndarray, str]:
+    """The series' ``(t, z, y, x)`` data on one time axis, and what was done, for the provenance: each
+    slice resampled from its own acquisition times (``frame_times_s``) onto the start of each time point
+    when the slices of a time point were acquired apart (:mod:`perfnode.perfusion.timing`)."""
+    from perfnode.perfusion.timing import correct_slice_timing, needs_correction, slice_offsets
+
+    data = volume.data
+    ft = getattr(volume, "frame_times_s", None)
+    if data.ndim != 4 or ft is None or np.ndim(ft) != 2 or not needs_correction(ft, volume.times_s):
+        return data, "not applied: the slices of each time point share one acquisition time"
+    offsets = slice_offsets(ft, volume.times_s)
+    source = getattr(volume, "time_source", "") or "per-frame times"
+    return correct_slice_timing(data, ft, volume.times_s), (
+        f"applied: each slice resampled from its acquisition times ({source}; offsets "
+        f"{float(offsets.min()):.3g}–{float(offsets.max()):.3g} s) onto the start of each time point")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from perfnode.dicom import frames
 from perfnode.perfusion.base import FitResult
 from perfnode.perfusion.mask import describe as describe_mask
-from perfnode.techniques.base import Detection, Technique, TechniqueModel, foreground
+from perfnode.techniques.base import Detection, Technique, TechniqueModel, foreground, slice_timed
 from perfnode.techniques.headers import SeriesHeaders, contrast_agent
 
 #: Deconvolution and denoising of the node's CT perfusion jobs (see benchmarks/accuracy.py): oSVD on
@@ -38,10 +38,12 @@ class CtpAnalysis(TechniqueModel):
     def fit(self, volume: frames.Volume4D) -> FitResult:
         from perfnode.perfusion.ctp import CtpModel
 
+        data, timing = slice_timed(volume)
         fit = CtpModel(volume.times_s, method=DECONVOLUTION, denoise=DENOISE, vof="auto").fit(
-            volume.data, mask=foreground(volume.data, "CT"), time_axis=0)
+            data, mask=foreground(data, "CT"), time_axis=0)
+        fit.provenance["slice_timing"] = timing
         fit.provenance["mask"] = describe_mask("CT")
-        self.curves = volume.data
+        self.curves = data
         return fit
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from perfnode.dicom import frames
 from perfnode.perfusion.base import FitResult
 from perfnode.perfusion.mask import describe as describe_mask
-from perfnode.techniques.base import AnalysisError, Detection, Technique, TechniqueModel, foreground
+from perfnode.techniques.base import (
+    AnalysisError,
+    Detection,
+    Technique,
+    TechniqueModel,
+    foreground,
+    slice_timed,
+)
 from perfnode.techniques.headers import SeriesHeaders, dynamic_mr, echo_time_ms
 
 #: Deconvolution of the node's DSC jobs: model-based (exponential residue with delay, started from oSVD),
@@ -62,12 +69,14 @@ class DscAnalysis(TechniqueModel):
         te_ms = self.acq.fact("echo_time_ms")
         if te_ms is None:
             raise AnalysisError("(0018,0081) EchoTime / (0018,9082) EffectiveEchoTime missing: DSC needs TE")
-        mask = foreground(volume.data)
+        data, timing = slice_timed(volume)
+        mask = foreground(data)
         fit = DscModel(volume.times_s, float(te_ms) / 1000.0, method=DECONVOLUTION).fit(
-            volume.data, mask=mask, time_axis=0)
+            data, mask=mask, time_axis=0)
+        fit.provenance["slice_timing"] = timing
         fit.provenance["mask"] = describe_mask("MR")
         to_relative(fit, mask)
-        self.curves = volume.data
+        self.curves = data
         return fit
 
 
