@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             protocols=protocols or None,
             given=args.fact,
             fitter=None if args.no_fit else fit_series,
+            progress=lambda msg: print(f"perfnode report: {msg}", file=sys.stderr, flush=True),
         )
     except (RuleError, ValueError) as exc:
         print(f"perfnode report: {exc}", file=sys.stderr)

@@ -33,9 +33,10 @@ PHYSICAL_RANGE: dict[str, tuple[float, float]] = {
     "ktrans_per_min": (0.0, 5.0), "kep_per_min": (0.0, 100.0), "ve": (0.0, 1.0), "vp": (0.0, 1.0),
     "ps_per_min": (0.0, 5.0), "fp_ml_per_100ml_per_min": (0.0, 2000.0),
 }
-#: DSC-MRI CBF and CBV are relative (an uncalibrated AIF, tissue/blood relaxivity differences): only
-#: their sign is physical. MTT, a ratio of the two, keeps its absolute range.
-RELATIVE = {"dsc": {"cbf", "cbv", "cbv_uncorrected"}}
+#: DSC-MRI CBF and CBV are relative (an uncalibrated AIF, tissue/blood relaxivity differences), and
+#: rCBF/rCBV of large vessels are many times the median: only their sign is physical. MTT, a ratio of
+#: the two, keeps its absolute range.
+RELATIVE = {"dsc": {"cbf", "cbv", "cbv_uncorrected", "rcbf", "rcbv"}}
 #: Maps computed without the AIF (timing from the curves themselves).
 AIF_FREE = {"ttp_s", "bat_s", "quality", "osvd_threshold", "k2_per_s"}
 

@@ -9,6 +9,7 @@ the report's notes.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,11 @@ def analyse(
     fit: Any = None,
     fitter: Fitter | None = None,
     study_files: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> SeriesAnalysis:
-    """Assemble, fit (with ``fitter``, unless ``fit`` is given) and check one series."""
+    """Assemble, fit (with ``fitter``, unless ``fit`` is given) and check one series; ``progress`` is told
+    each long step (a 128×128×20×60 series takes seconds to fit)."""
+    say = progress or (lambda _msg: None)
     notes: list[str] = []
     hdr = list(headers)
     decision = detect_series(hdr) if not technique and hdr else None
@@ -125,6 +129,7 @@ def analyse(
         notes.append("4-D assembly is not available in this build: the report is made from the headers.")
     if assemble is not None:
         try:
+            say(f"assembling {len(hdr)} object(s)")
             vol = assemble([getattr(d, "filename", None) or d for d in hdr])
             data = np.asarray(vol.data, dtype=np.float32)
             extra = list(vol.extra_dims)
@@ -148,13 +153,18 @@ def analyse(
             notes.append("The technique was not recognised (give --technique): no model was fitted.")
         else:
             try:
+                shape = "×".join(map(str, np.shape(vol.data)))
+                say(f"fitting the {tech.upper()} model to {shape} voxels × time points")
+                t0 = time.perf_counter()
                 fit = fitter(tech, vol, hdr, list(study_files))
+                say(f"fitted in {time.perf_counter() - t0:.1f} s")
             except ValueError as exc:
                 notes.append(f"The {tech.upper()} model could not be fitted: {exc}")
             else:
                 notes += [str(n) for n in (getattr(fit, "provenance", None) or {}).get("notes", [])]
     aif = _aif_of(fit) if fit is not None else None
     aif_label = (entry.aif_label if entry is not None else None) or "concentration"
+    say("quality checks")
     qc = check_series(
         hdr,
         study=study,
@@ -227,6 +237,16 @@ def report_files(
                    for d in items]
     a = analyse(headers, study=study_all if (study_all or len(groups) > 1) else None,
                 study_files=study_files, **kw)
+    gate = None
+    if a.fit is not None and getattr(a.fit, "maps", None):
+        from perfnode.qc.gate import judge
+
+        tech = a.qc.technique or ""
+        dynamic = tech in ("dsc", "ctp", "dce") and a.data is not None and np.ndim(a.data) == 4
+        mask = foreground(a.data, "CT" if tech == "ctp" else "MR") if dynamic else None
+        gate = judge(a.fit, tech, data=a.data if dynamic else None, mask=mask)  # masks impossible values
+    if kw.get("progress"):
+        kw["progress"]("writing the report")
     page = write_report(
         out_dir,
         decay=a.decay,
@@ -240,5 +260,6 @@ def report_files(
         fit=a.fit,
         spacing_mm=a.spacing_mm,
         notes=a.notes,
+        gate=gate,
     )
     return page, a
