@@ -73,9 +73,11 @@ def detect_bolus(curves: np.ndarray, skip: int = 1, fraction: float = 0.1, max_b
 
 
 
-def contrast_to_noise(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int], falls: bool) -> float:
-    """Median over ``mask`` of |bolus peak change| / baseline SD of a ``(t, z, y, x)`` series, the peak
-    taken on [1, 2, 1]/4-smoothed curves after the baseline frames ``[start, stop)``."""
+def contrast_to_noise(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int], falls: bool,
+                      percentile: float = 50.0) -> float:
+    """``percentile`` (default the median) over ``mask`` of |bolus peak change| / baseline SD of a
+    ``(t, z, y, x)`` series, the peak taken on [1, 2, 1]/4-smoothed curves after the baseline frames
+    ``[start, stop)``."""
     arr = np.asarray(data, dtype=np.float64)
     v = arr[:, np.asarray(mask, bool)]
     start, stop = baseline
@@ -88,4 +90,4 @@ def contrast_to_noise(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, i
     change = (s0 - sm[stop:].min(axis=0)) if falls else (sm[stop:].max(axis=0) - s0)
     with np.errstate(invalid="ignore", divide="ignore"):
         cnr = np.where(sd > 0, change / sd, np.inf)
-    return float(np.nanmedian(cnr))
+    return float(np.nanpercentile(cnr, percentile))

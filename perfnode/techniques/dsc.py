@@ -76,7 +76,7 @@ class DscAnalysis(TechniqueModel):
         fit.provenance["slice_timing"] = timing
         fit.provenance["mask"] = describe_mask("MR")
         to_relative(fit, mask)
-        self.curves = data
+        self.curves = volume.data  # the acquired series: QC and the gate's CNR (resampling smooths noise)
         return fit
 
 
