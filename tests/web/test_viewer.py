@@ -108,10 +108,10 @@ def study(web_node, tmp_path_factory):
 
     def done():
         jobs = requests.get(jobs_url, params={"series": head.SeriesInstanceUID}, timeout=30).json()
-        return jobs if jobs and jobs[0]["state"] in ("done", "failed") else None
+        return jobs if jobs and jobs[0]["state"] in ("done", "failed", "held") else None
 
     jobs = wait_for(done, 240, "the pipeline to make the maps")
-    assert jobs[0]["state"] == "done", jobs
+    assert jobs[0]["state"] in ("done", "held"), jobs  # held by the quality gate: archived all the same
     t1_path, t1_values = foreign_map(files, tmp_path_factory.mktemp("t1"))
     boundary = "t1mapboundary"
     body = (
