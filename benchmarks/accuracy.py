@@ -136,7 +136,7 @@ def table_dsc_phantom(snrs: list[float], seeds: int) -> None:
 
 def table_ctp(snrs: list[float]) -> None:
     print("\n3. CT perfusion phantom (4×64×64, 60 × 1.5 s), core CBF 10, penumbra 25, grey 55 ml/100 g/min")
-    # osvd + TIPS is what the node runs
+    # parametric + TIPS is what the node runs
     rows = (("osvd", False), ("parametric", False), ("osvd", True), ("parametric", True))
     print(f"   {'SNR':>5} | " + " | ".join(f"{m + (' +TIPS' if d else ''):^30}" for m, d in rows))
     for snr in snrs:
