@@ -36,6 +36,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ('[[pipeline.rules]]\nprotocol = "*"\n', "[[pipeline.rules]] #1 technique", "missing"),
     ('[pipeline]\ndestinations = ["NOWHERE"]\n', "[pipeline] destination 'NOWHERE'", "not in the AE table"),
     ('[pipeline]\nworkers = 0\n', "[pipeline] workers", "greater than or equal to 1"),
+    ('[pipeline]\non_quality_failure = "send"\n', "[pipeline] on_quality_failure", "'send_flagged'"),
 ])
 def test_bad_settings_are_refused_naming_file_table_and_key(tmp_path, text, where, why):
     path = write(tmp_path, text)
