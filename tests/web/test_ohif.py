@@ -83,7 +83,7 @@ def test_ohif_lists_and_opens_the_study_and_its_maps(setup):
         time.sleep(2)
         _dismiss(page)
         save_screenshot(page, "ohif-viewer")
-        colour = page.get_by_text(re.compile(r"^CBF \[.*colour")).first  # the CBF colour rendering
+        colour = page.get_by_text(re.compile(r"^rCBF\b.*colour")).first  # the rCBF colour rendering
         colour.wait_for(timeout=60_000)
         colour.dblclick()
         viewport = page.locator(".cornerstone-viewport-element canvas, [data-viewport-uid] canvas").first
@@ -93,8 +93,8 @@ def test_ohif_lists_and_opens_the_study_and_its_maps(setup):
             std, colours = image_stats(viewport.screenshot())
             return colours > 50 and std > 10
 
-        wait_for(coloured, 60, "the CBF map in OHIF's viewport")
-        save_screenshot(page, "ohif-cbf-map")
+        wait_for(coloured, 60, "the rCBF map in OHIF's viewport")
+        save_screenshot(page, "ohif-rcbf-map")
         # everything OHIF asked of the node was answered (no 4xx/5xx), the map series included
         assert dicomweb and all(status < 400 for status, _ in dicomweb), [d for d in dicomweb if d[0] >= 400]
         assert any("/frames/" in url for _, url in dicomweb)

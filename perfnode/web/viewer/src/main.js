@@ -505,7 +505,7 @@ async function showCurves() {
         const fit = await res.json();
         datasets.push({ label: `fit (${fit.method}, R² ${formatValue(fit.r2)})`, data: pts(fit.fitted), borderColor: "#9467bd",
           borderDash: [6, 3], pointRadius: 0 });
-        fitText += `<p id="fit-result" data-cbf="${fit.cbf}">Fit: ${esc(fit.method)} deconvolution, CBF ${formatValue(fit.cbf)} ${esc(fit.cbf_unit)}, `
+        fitText += `<p id="fit-result" data-cbf="${fit.cbf}" data-mtt="${fit.mtt_s}">Fit: ${esc(fit.method)} deconvolution, CBF ${formatValue(fit.cbf)} ${esc(fit.cbf_unit)}, `
           + `MTT ${formatValue(fit.mtt_s)} s, Tmax ${formatValue(fit.tmax_s)} s, R² ${formatValue(fit.r2)}</p>`;
       } else {
         fitText += `<p>Fit: ${esc(await res.text())}</p>`;
