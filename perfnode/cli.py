@@ -3,6 +3,9 @@
 Each command lives in ``perfnode/commands/NAME.py`` and exposes
 ``register(subparsers) -> argparse.ArgumentParser`` whose parser has ``func(args) -> int``
 set as a default. Add a command by adding its module name to ``COMMANDS``.
+
+A mistake answers in one line on stderr, naming the host, path, URL, key or file: exit status 2 for
+a wrong argument (usage), 1 for a failure. ``--debug`` shows the Python traceback instead.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import socket
 import sys
+from typing import NoReturn
 
 from perfnode import __version__
 from perfnode.config import ConfigError
+from perfnode.errors import CommandError
 
 #: Commands in the order ``perfnode --help`` lists them.
 COMMANDS = [
@@ -33,19 +39,52 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its complaint in one line (and a pointer to ``--help``) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="perfnode",
         description="DICOM-native PACS node for CT/MR perfusion imaging (IHE PERF).",
     )
     parser.add_argument("--version", action="version", version=f"perfnode {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the Python traceback of an unexpected error (default: one line)")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"perfnode.commands.{name}").register(sub)
+    for p in sub.choices.values():  # also accepted after the command: perfnode echo … --debug
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def explain(exc: BaseException) -> tuple[str, int]:
+    """The one line a person is told about an error, and the exit status (2 usage, 1 failure)."""
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(exc, ConfigError):
+        return _one_line(str(exc)), 2
+    if isinstance(exc, CommandError):
+        return _one_line(str(exc)), exc.exit_status
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror})", 1
+    if isinstance(exc, OSError) and exc.filename is not None:
+        usage = isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError)
+        return f"{exc.filename}: {exc.strerror or exc}", 2 if usage else 1
+    if isinstance(exc, OSError):
+        return _one_line(f"{exc.strerror or exc}"), 1
+    if isinstance(exc, InvalidDicomError):
+        return _one_line(f"not a DICOM file: {exc}"), 1
+    first = _one_line(str(exc)) or "no message"
+    return f"{type(exc).__name__}: {first} (perfnode --debug … shows the traceback)", 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         level = min(level, logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.verbose < 2:
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        # an SCU command says in its own line why an association failed; the node logs its own
+        logging.getLogger("pynetdicom").setLevel(
+            logging.WARNING if args.command == "serve" or args.verbose else logging.CRITICAL)
     if args.verbose < 1 and args.command != "serve":
         # a user reads one line per file or series; pydicom's remarks on odd vendor values (and the
         # libraries' warnings) are for -v
@@ -64,18 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("py.warnings").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"perfnode: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - a user sees one line, never a traceback (unless --debug)
-        if args.debug:
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line (or a traceback with --debug)
+        if getattr(args, "debug", False):
             raise
-        text = " ".join(str(exc).split()) or "no message"
-        print(f"perfnode {args.command}: {type(exc).__name__}: {text} (--debug shows the traceback)",
-              file=sys.stderr)
-        return 1
+        line, status = explain(exc)
+        print(f"perfnode {args.command}: {line}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -76,6 +76,10 @@ StrTuple = Annotated[tuple[str, ...], Field(strict=False)]
 Seconds = Annotated[float, Field(ge=0)]
 
 
+#: What a peer may be allowed to do (perfnode.net.access).
+Service = Literal["store", "query", "retrieve", "commit"]
+
+
 class Peer(Section):
     """A known DICOM application entity (a row of the AE table, ``[peers.AE_TITLE]``)."""
 
@@ -84,6 +88,13 @@ class Peer(Section):
     port: Annotated[int, Field(ge=0, le=65535)]
     #: Transfer syntax UIDs this peer accepts; empty means "propose the usual ones".
     transfer_syntaxes: StrTuple = ()
+    #: Associations to this peer use TLS ([tls] ca/cert/key; PS3.15 B.9/B.10).
+    tls: bool = False
+    #: Where this AE title may call from: addresses, networks ("10.0.0.0/24"), host names, or "*";
+    #: empty = its ``host`` only (perfnode.net.access).
+    hosts: StrTuple = ()
+    #: What it may ask for (default: everything): store, query, retrieve, commit.
+    allow: Annotated[tuple[Service, ...], Field(strict=False)] | None = None
 
     def __init__(self, ae_title: str | None = None, host: str | None = None, port: int | None = None,
                  transfer_syntaxes: tuple[str, ...] | list[str] = (), **data: Any) -> None:
@@ -165,6 +176,45 @@ class CommitmentSettings(Section):
     poll_s: Annotated[float, Field(gt=0)] = 1.0
     #: Try the N-ACTION's own association for the report first.
     same_association: bool = False
+
+
+class TlsSettings(Section):
+    """``[tls]``: the node's TLS port, and TLS to peers marked ``tls = true`` (PS3.15 B.9/B.10, BCP 195)."""
+
+    #: A second port that speaks DICOM over TLS only (``--tls-port``); none by default.
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    #: Our certificate chain and private key (PEM): presented on the TLS port and to TLS peers.
+    cert: PathValue | None = None
+    key: PathValue | None = None
+    #: CA certificates (PEM) that sign the peers' certificates (clients on the TLS port, TLS peers).
+    ca: PathValue | None = None
+    #: Refuse TLS clients without a certificate signed by ``ca``.
+    require_client_cert: bool = False
+    #: As a client, check that a TLS peer's certificate names its host (BCP 195); off only for sites
+    #: whose certificates do not carry the addresses peers are reached by.
+    verify_peer_hostname: bool = True
+
+
+class AccessSettings(Section):
+    """``[access]``: what calling AE titles not in the AE table may do (perfnode.net.access)."""
+
+    #: Default: store only (modalities send; only known peers query, retrieve, commit).
+    unknown: Annotated[tuple[Service, ...], Field(strict=False)] = ("store",)
+
+
+class AuditSettings(Section):
+    """``[audit]``: the audit trail (DICOM audit messages, PS3.15 A.5; IHE ATNA)."""
+
+    #: One RFC 5424 line per message in DATA/audit/audit-YYYY-MM-DD.log.
+    enabled: bool = True
+    #: Also send each message to this syslog collector over TLS (RFC 5425).
+    syslog_host: str | None = None
+    syslog_port: Annotated[int, Field(ge=1, le=65535)] = 6514
+    #: CA that signs the collector's certificate (default: the system's CAs).
+    syslog_ca: PathValue | None = None
+    #: Our certificate and key for the collector (ATNA node authentication); default [tls] cert/key.
+    syslog_cert: PathValue | None = None
+    syslog_key: PathValue | None = None
 
 
 class QcSettings(Section):
@@ -252,6 +302,8 @@ class Settings(Section):
     #: Maximum PDU length we offer to receive (bytes, 0 = unlimited); chosen by benchmarks/ingest.py.
     max_pdu: int = 262_144
     require_known_peers: bool = False
+    #: A file holding the index database's password (a container secret), put into ``database``'s URL.
+    database_password_file: PathValue | None = None
     #: Same SOP Instance UID with different bytes: "reject" (failure status, keep the stored copy) or
     #: "replace".
     duplicate_policy: Literal["reject", "replace"] = "reject"
@@ -262,13 +314,21 @@ class Settings(Section):
     qc: QcSettings = Field(default_factory=QcSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def database_url(self) -> str:
         if self.database:
-            return self.database
+            if self.database_password_file is None:
+                return self.database
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.database).set(password=read_secret(self.database_password_file)) \
+                .render_as_string(hide_password=False)
         return f"sqlite:///{(self.data / 'index.sqlite').resolve()}"
 
     def peer(self, ae_title: str) -> Peer:
@@ -284,7 +344,7 @@ class Settings(Section):
 
 
 #: The tables of the file: name → field of :class:`Settings` ("node" is the flat part).
-TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web", "store")
+TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web", "store", "tls", "access", "audit")
 NODE_KEYS = tuple(k for k, f in Settings.model_fields.items()
                   if k not in TABLES and not isinstance(f.default, BaseModel) and f.default_factory is None)
 SECTIONS = tuple(t for t in TABLES if t not in ("node", "peers"))
@@ -317,6 +377,20 @@ def _one_line(exc: ValidationError, origin: str) -> ConfigError:
     msg = str(err.get("msg", "invalid")).replace("Input should be", "expected").replace("Value error, ", "")
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return ConfigError(f"{origin}: {where}: {msg}, got {err.get('input')!r}{more}")
+
+
+def _origin_of(exc: ValidationError, sources: dict[str, str], default: str) -> str:
+    """Where the first invalid value came from: ``command line``, ``environment NAME`` or the file."""
+    loc = [str(p) for p in exc.errors()[0].get("loc", ())]
+    key = ".".join(loc[:2]) if loc and loc[0] in SECTIONS + ("peers",) else f"node.{loc[0]}" if loc else ""
+    source = sources.get(key, "")
+    if source == "command line":
+        return "command line"
+    if source.startswith("env "):
+        return f"environment {source[4:]}"
+    if source.startswith("file "):
+        return f"config file {source[5:]}"
+    return default
 
 
 def _field_annotation(model: type[BaseModel], key: str) -> Any:
@@ -433,7 +507,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         settings = Settings.model_validate({**values, "peers": peers, **tables}, strict=None)
     except ValidationError as exc:
-        raise _one_line(exc, doc_origin) from None
+        raise _one_line(exc, _origin_of(exc, sources, doc_origin)) from None
     for key in NODE_KEYS:
         sources.setdefault(f"node.{key}", "default")
     for table in SECTIONS:
@@ -443,13 +517,32 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     return _check(settings, doc_origin)
 
 
+def read_secret(path: Path) -> str:
+    """A secret from a file (a container secret): its first line, without the line break."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"secret file {path}: {exc.strerror or exc}") from None
+    return text.splitlines()[0] if text else ""
+
+
 def _check(s: Settings, origin: str) -> Settings:
     """Rules that span keys or need more than a type."""
     validate_ae_title(s.ae_title)
+    if s.database_password_file is not None:
+        if not s.database:
+            raise ConfigError(f"{origin}: [node] database_password_file: needs a database URL")
+        read_secret(s.database_password_file)
+    if s.tls.port is not None and (s.tls.cert is None or s.tls.key is None):
+        raise ConfigError(f"{origin}: [tls] port {s.tls.port}: needs cert and key (--tls-cert, --tls-key)")
+    if s.tls.require_client_cert and s.tls.ca is None:
+        raise ConfigError(f"{origin}: [tls] require_client_cert: needs ca (--tls-ca)")
     if not 4096 <= s.max_pdu <= 2**32 - 1 and s.max_pdu != 0:
         raise ConfigError(f"max_pdu {s.max_pdu}: 0 (unlimited) or 4096–4294967295")
     p = s.pipeline
     for ae in (*p.destinations, *(a for v in p.destinations_by_ae.values() for a in v)):
         if ae.strip() not in s.peers:
             raise ConfigError(f"{origin}: [pipeline] destination {ae!r}: not in the AE table ([peers.{ae}])")
+    if not s.web.tls and s.tls.cert is not None and s.tls.key is not None:  # HTTPS: the [tls] certificate
+        s = s.model_copy(update={"web": s.web.with_(tls_cert=s.tls.cert, tls_key=s.tls.key)})
     return s

@@ -34,3 +34,28 @@ class DuplicateConflict(DicomError):
 PROCESSING_FAILURE = 0x0110
 NO_SUCH_OBJECT_INSTANCE = 0x0112
 CLASS_INSTANCE_CONFLICT = 0x0119
+
+
+class CommandError(Exception):
+    """A command could not do what it was asked; ``str(exc)`` is the one line its user sees
+    (``perfnode`` exits with :attr:`exit_status`)."""
+
+    exit_status = 1
+
+
+class UsageError(CommandError):
+    """A wrong argument: a path, URL, host or key that cannot be right (exit status 2)."""
+
+    exit_status = 2
+
+
+class IndexUnavailable(CommandError):
+    """The index database cannot be reached or opened (the message names it, without password)."""
+
+
+class BadIndexUrl(UsageError):
+    """The index database URL is malformed or names an unknown database kind."""
+
+
+class NoArchive(UsageError):
+    """A command that reads an archive was pointed at a folder or database that holds none."""

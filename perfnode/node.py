@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import getpass
 import logging
 import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from perfnode import audit
 from perfnode.archive.facade import Archive
+from perfnode.audit import messages
+from perfnode.audit.trail import AuditTrail, SyslogSender
 from perfnode.config import Settings
 from perfnode.net.server import RunningServer, start_server
 
@@ -44,6 +48,7 @@ class RunningNode:
     archive: Archive
     server: RunningServer
     stoppers: list[Callable[[], None]] = field(default_factory=list)
+    trail: AuditTrail | None = None
     _stopped: bool = False
 
     @property
@@ -61,12 +66,57 @@ class RunningNode:
             except Exception:  # noqa: BLE001
                 log.exception("stopping a service failed")
         self.archive.close()
+        if self.trail is not None:
+            self.trail.emit(messages.application_activity(False, _application(self.settings)))
+            self.trail.close()
+            if audit.current() is self.trail:
+                audit.install(None)
 
 
-def open_archive(settings: Settings) -> Archive:
-    """The archive the settings name (data folder, index URL, duplicate policy)."""
+def _application(settings: Settings) -> messages.Participant:
+    return messages.Participant(settings.ae_title, socket.gethostname(),
+                                user_id=f"perfnode/{settings.ae_title}")
+
+
+def open_trail(settings: Settings) -> AuditTrail:
+    """The audit trail the settings ask for: DATA/audit files, and a syslog collector over TLS."""
+    from perfnode.net.tls import client_context
+
+    a = settings.audit
+    sender = None
+    if a.syslog_host:
+        cert, key = (a.syslog_cert, a.syslog_key) if a.syslog_cert else (settings.tls.cert, settings.tls.key)
+        sender = SyslogSender(a.syslog_host, a.syslog_port, client_context(a.syslog_ca, cert, key))
+    return AuditTrail(settings.data / "audit" if a.enabled else None, sender=sender)
+
+
+def open_archive(settings: Settings, must_exist: bool = False) -> Archive:
+    """The archive the settings name (data folder, index URL, duplicate policy); ``must_exist``: a
+    folder or database without one is refused (:class:`~perfnode.errors.NoArchive`), not created."""
     return Archive.open(settings.data, settings.database_url, settings.duplicate_policy,
-                        validation=settings.store.validation)
+                        validation=settings.store.validation, must_exist=must_exist)
+
+
+def preflight(settings: Settings) -> None:
+    """Fail in one line, before anything is opened or logged, when a port the node needs is taken or
+    its TLS certificate, key or CA cannot be loaded."""
+    from perfnode.errors import CommandError
+    from perfnode.net.tls import server_context
+
+    t = settings.tls
+    if t.port is not None and t.cert is not None and t.key is not None:
+        server_context(t.cert, t.key, t.ca, t.require_client_cert)
+
+    for what, port in (("port", settings.port), ("TLS port", settings.tls.port)):
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            try:
+                s.bind((settings.host, port))
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {what} {settings.host or '*'}:{port}: "
+                                   f"{exc.strerror or exc}") from None
 
 
 def start_node(settings: Settings) -> RunningNode:
@@ -74,15 +124,27 @@ def start_node(settings: Settings) -> RunningNode:
     from perfnode.pipeline.runner import start_pipeline
     from perfnode.web.service import start as start_web
 
+    preflight(settings)
     archive = open_archive(settings)
     archive.recover()
     archive.on_stored(archive.record_findings)  # the IHE PERF findings of every stored object
     try:
-        server = start_server(settings, archive)
+        trail = open_trail(settings)
     except BaseException:
         archive.close()
         raise
-    node = RunningNode(settings, archive, server)
+    trail.emit(messages.application_activity(True, _application(settings), _launcher()))
+    try:
+        server = start_server(settings, archive, trail)
+    except BaseException as exc:
+        trail.emit(messages.application_activity(False, _application(settings),
+                                                 outcome=messages.MAJOR_FAILURE,
+                                                 description=f"could not start: {exc}"))
+        trail.close()
+        archive.close()
+        raise
+    audit.install(trail)
+    node = RunningNode(settings, archive, server, trail=trail)
     try:
         for start in (lambda: start_web(server.ctx), lambda: start_pipeline(archive, settings)):
             stop = start()
@@ -98,6 +160,13 @@ def start_node(settings: Settings) -> RunningNode:
     gc.set_threshold(*GC_THRESHOLDS)
     log.info("%s listening on port %s (%s)", settings.ae_title, node.port, archive.describe())
     return node
+
+
+def _launcher() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return ""
 
 
 def wait_for_signal(

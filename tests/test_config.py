@@ -32,7 +32,10 @@ def write(tmp_path: Path, text: str) -> Path:
     ('[commitment]\nsame_association = 1\n', "[commitment] same_association", "boolean"),
     ('[qc]\nprotocol = "site"\n', "[qc] protocol", "unknown setting"),
     ('[peers.PACS]\nhost = "h"\n', "[peers.PACS] port", "missing"),
-    ('[peers.PACS]\nhost = "h"\nport = 104\ntls = "yes"\n', "[peers.PACS] tls", "unknown setting"),
+    ('[peers.PACS]\nhost = "h"\nport = 104\nsecure = "yes"\n', "[peers.PACS] secure", "unknown setting"),
+    ('[peers.PACS]\nhost = "h"\nport = 104\ntls = "yes"\n', "[peers.PACS] tls", "expected a valid boolean"),
+    ('[peers.PACS]\nhost = "h"\nport = 104\nallow = ["delete"]\n', "[peers.PACS] allow", "'store'"),
+    ('[access]\nunknown = ["everything"]\n', "[access] unknown", "'store'"),
     ('[[pipeline.rules]]\nprotocol = "*"\n', "[[pipeline.rules]] #1 technique", "missing"),
     ('[pipeline]\ndestinations = ["NOWHERE"]\n', "[pipeline] destination 'NOWHERE'", "not in the AE table"),
     ('[pipeline]\nworkers = 0\n', "[pipeline] workers", "greater than or equal to 1"),
@@ -53,7 +56,7 @@ def test_a_bad_file_stops_serve_in_one_line(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        f"perfnode: config file {path}: [pipeline] workers: expected a valid integer, got 'two'"]
+        f"perfnode serve: config file {path}: [pipeline] workers: expected a valid integer, got 'two'"]
     assert not (tmp_path / "d").exists()  # refused before anything was created
 
 

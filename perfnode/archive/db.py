@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,11 +10,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from perfnode.errors import OutOfResources
+from perfnode.errors import BadIndexUrl, IndexUnavailable, NoArchive, OutOfResources
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Execution option marking a read-only connection (see :meth:`Database.read`).
@@ -98,14 +100,71 @@ def upgrade(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
-class Database:
-    """The index: an engine, a session factory, and a unit-of-work helper."""
+def safe_url(url: str) -> str:
+    """The URL to show a person: any password masked, even in a URL SQLAlchemy cannot parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
-    def __init__(self, url: str, migrate: bool = True) -> None:
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver's error, without SQLAlchemy's background link."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip() and "sqlalche.me" not in ln]
+    return lines[0] if lines else type(orig).__name__
+
+
+def open_engine(url: str) -> Engine:
+    """:func:`make_engine`, with a malformed URL or unknown database kind named in one line."""
+    try:
+        return make_engine(url)
+    except NoSuchModuleError:
+        kind = url.split(":", 1)[0]
+        raise BadIndexUrl(f"index database URL {safe_url(url)}: unknown database kind {kind!r} "
+                          "(sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)") from None
+    except (ArgumentError, ValueError) as exc:
+        raise BadIndexUrl(f"index database URL {safe_url(url)}: {_reason(exc)}") from None
+    except ModuleNotFoundError as exc:
+        raise BadIndexUrl(f"index database URL {safe_url(url)}: driver {exc.name!r} is not installed "
+                          "(pip install 'perfnode[postgres]')") from None
+
+
+def holds_index(engine: Engine) -> bool:
+    """Whether the database already holds a perfnode index (Alembic has versioned it)."""
+    url = engine.url
+    if (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+            and not Path(url.database).is_file()):
+        return False
+    return inspect(engine).has_table("alembic_version")
+
+
+class Database:
+    """The index: an engine, a session factory, and a unit-of-work helper.
+
+    ``must_exist=True`` (commands that only read an archive) refuses a database that holds no index
+    instead of creating one (:class:`~perfnode.errors.NoArchive`); an unreachable or malformed URL is
+    :class:`~perfnode.errors.IndexUnavailable` / :class:`~perfnode.errors.BadIndexUrl`, one line each.
+    """
+
+    def __init__(self, url: str, migrate: bool = True, must_exist: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        if migrate:
-            upgrade(self.engine)
+        if must_exist and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            raise NoArchive(f"no archive at {Path(url.removeprefix('sqlite:///')).parent} "
+                            f"({Path(url.removeprefix('sqlite:///')).name} not found; "
+                            "`perfnode serve --data DIR` makes one)")
+        self.engine = open_engine(url)
+        try:
+            if must_exist and not holds_index(self.engine):
+                raise NoArchive(f"index database {safe_url(url)} holds no perfnode archive")
+            if migrate:
+                upgrade(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise IndexUnavailable(f"index database {safe_url(url)}: {_reason(exc)}") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                           expire_on_commit=False)

@@ -153,9 +153,11 @@ class Archive:
 
     @classmethod
     def open(cls, data: str | Path, database_url: str, duplicate_policy: str = "reject",
-             migrate: bool = True, validation: str = "warn") -> Archive:
-        """Open (and create or upgrade) the archive in ``data`` with its index at ``database_url``."""
-        return cls(Database(database_url, migrate=migrate), Storage(data), duplicate_policy, validation)
+             migrate: bool = True, validation: str = "warn", must_exist: bool = False) -> Archive:
+        """Open (and create or upgrade) the archive in ``data`` with its index at ``database_url``;
+        with ``must_exist`` (commands that only read one) refuse a place that holds no archive."""
+        db = Database(database_url, migrate=migrate, must_exist=must_exist)  # before any folder is made
+        return cls(db, Storage(data), duplicate_policy, validation)
 
     def recover(self) -> RecoveryReport:
         """At node start (before anything is received): clean up after a crash.

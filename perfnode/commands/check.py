@@ -226,7 +226,7 @@ def _series_files(args: argparse.Namespace) -> list[Path]:
     from perfnode.node import open_archive
 
     settings = load_settings(args.config, data=args.data, database=args.database)
-    archive = open_archive(settings)
+    archive = open_archive(settings, must_exist=True)
     try:
         files = []
         for uid in args.series:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, data=args.data, database=args.database)
-    archive = open_archive(settings)
+    archive = open_archive(settings, must_exist=True)
     try:
         rows = archive.jobs.list(args.state, args.limit)
     finally:

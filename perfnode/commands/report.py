@@ -57,7 +57,7 @@ def _archive_files(settings, series_uid: str) -> tuple[list[Path], list[Path]]:
     """Files of a stored series, and those of the other series of its study (an M0 or T1 series)."""
     from perfnode.node import open_archive
 
-    archive = open_archive(settings)
+    archive = open_archive(settings, must_exist=True)
     try:
         files, _ = archive.series_files(series_uid)
         return files, (archive.study_companion_files(series_uid) if files else [])

@@ -31,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     except (AssociationFailed, FileNotFoundError) as exc:
         print(f"perfnode send: {exc}", file=sys.stderr)
         return 1
+    if result.sent == 0 and not result.failed:
+        what = (f"{result.skipped[0][0]} is not a DICOM file" if len(result.skipped) == 1
+                else f"no DICOM file in {', '.join(args.paths)}")
+        print(f"perfnode send: nothing sent: {what}", file=sys.stderr)
+        return 1
     for path, status, comment in result.failed:
         print(f"failed: {path}: 0x{status & 0xFFFF:04X} {comment}", file=sys.stderr)
     print(f"sent {result.sent}, failed {len(result.failed)}, skipped {len(result.skipped)} (not DICOM)")

@@ -57,6 +57,26 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--web-port", type=int, metavar="N",
                    help="DICOMweb and viewer HTTP port (default 8042; [web] port in the config file)")
     p.add_argument("--no-web", action="store_true", default=None, help="no DICOMweb server and no viewer")
+    p.add_argument("--allow-unknown", metavar="SERVICES", type=_services,
+                   help="what calling AE titles not in the AE table may do, comma-separated from store, "
+                        "query, retrieve, commit; '' for nothing (default: store)")
+    t = p.add_argument_group("DICOM TLS (PS3.15 B.9/B.10, BCP 195; also the [tls] table)")
+    t.add_argument("--tls-port", type=int, metavar="PORT", help="also listen on PORT, TLS only")
+    t.add_argument("--tls-cert", metavar="FILE", help="our certificate chain (PEM)")
+    t.add_argument("--tls-key", metavar="FILE", help="our private key (PEM)")
+    t.add_argument("--tls-ca", metavar="FILE", help="CA certificates (PEM) that sign the peers' certificates")
+    t.add_argument("--tls-require-client-cert", action="store_true", default=None,
+                   help="refuse TLS clients without a certificate signed by --tls-ca")
+
+
+def _services(text: str) -> tuple[str, ...]:
+    from perfnode.net.access import SERVICES
+
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in items if s not in SERVICES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: not one of {', '.join(SERVICES)}")
+    return items
 
 
 def serve_settings(args: argparse.Namespace) -> Settings:
@@ -69,7 +89,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout, max_pdu=args.max_pdu,
         require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy,
         web__port=args.web_port,
-        web__enabled=False if args.no_web else True if args.web_port is not None else None)
+        web__enabled=False if args.no_web else True if args.web_port is not None else None,
+        access__unknown=args.allow_unknown, tls__port=args.tls_port, tls__cert=args.tls_cert,
+        tls__key=args.tls_key, tls__ca=args.tls_ca, tls__require_client_cert=args.tls_require_client_cert)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,9 @@ association policy — are applied here and nowhere else.
 from __future__ import annotations
 
 import secrets
+import socket
+import ssl
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,12 +21,44 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from perfnode.config import Peer, Settings
-from perfnode.net import reactor
+from perfnode.errors import CommandError
+from perfnode.net import reactor, tls
 from perfnode.net.context import Context
 
 
-class AssociationFailed(RuntimeError):
-    """The peer could not be reached or refused the association."""
+class AssociationFailed(CommandError, RuntimeError):
+    """The peer could not be reached or refused the association (the message names it)."""
+
+
+_CLIENT_TLS: dict[tuple[Any, ...], ssl.SSLContext] = {}
+_CLIENT_TLS_LOCK = threading.Lock()
+
+
+def client_tls(settings: Settings) -> ssl.SSLContext:
+    """The TLS context for associations to ``tls = true`` peers ([tls] ca, cert, key), made once."""
+    t = settings.tls
+    key = (t.ca, t.cert, t.key, t.verify_peer_hostname)
+    with _CLIENT_TLS_LOCK:
+        if key not in _CLIENT_TLS:
+            _CLIENT_TLS[key] = tls.client_context(t.ca, t.cert, t.key, t.verify_peer_hostname)
+        return _CLIENT_TLS[key]
+
+
+def tls_args(settings: Settings, peer: Peer) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's ``tls_args`` for ``peer``: ``None`` unless it is marked ``tls = true``."""
+    return (client_tls(settings), peer.host) if peer.tls else None
+
+
+def where(peer: Peer) -> str:
+    return f"{peer.ae_title}@{peer.host}:{peer.port}" + (" (TLS)" if peer.tls else "")
+
+
+def resolve(peer: Peer) -> None:
+    """Fail in one line naming the host when the peer's host name does not resolve."""
+    try:
+        socket.getaddrinfo(peer.host, peer.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise AssociationFailed(f"{where(peer)}: unknown host {peer.host!r} ({exc.strerror})") from None
 
 
 def make_ae(settings: Settings) -> AE:
@@ -50,17 +85,26 @@ def server_ae(settings: Settings, contexts: Iterable[Context]) -> AE:
     return ae
 
 
-def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
-    """An established association with ``peer`` (raises :class:`AssociationFailed` naming it)."""
+def associate(ae: AE, peer: Peer, settings: Settings | None = None, **kwargs: Any) -> Association:
+    """An established association with ``peer`` (raises :class:`AssociationFailed` naming it), over TLS
+    when the peer is marked ``tls = true`` (``settings`` give the CA and our certificate)."""
+    resolve(peer)
+    if peer.tls:
+        kwargs["tls_args"] = tls_args(settings or Settings(), peer)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
     if not assoc.is_established:
-        raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+        why = ("the peer rejected it" if assoc.is_rejected
+               else "no connection, or the peer closed it")
+        raise AssociationFailed(f"no association with {where(peer)}: {why}")
     return assoc
 
 
 def sub_association_args(settings: Settings, peer: Peer) -> dict[str, Any]:
     """Keyword arguments for an association pynetdicom opens on our behalf (C-MOVE sub-operations)."""
-    return {"max_pdu": settings.max_pdu}
+    args: dict[str, Any] = {"max_pdu": settings.max_pdu}
+    if peer.tls:
+        args["tls_args"] = tls_args(settings, peer)
+    return args
 
 
 def listen(settings: Settings, port: int, contexts: Iterable[Context],

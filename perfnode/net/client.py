@@ -50,7 +50,7 @@ def echo(peer: Peer, settings: Settings | None = None) -> int:
     """C-ECHO the peer; return the response status (raises :class:`AssociationFailed`)."""
     ae = make_ae(settings or Settings())
     ae.add_requested_context(Verification)
-    assoc = associate(ae, peer)
+    assoc = associate(ae, peer, settings)
     try:
         rsp = assoc.send_c_echo()
         if "Status" not in rsp:
@@ -182,7 +182,7 @@ def send(paths: Iterable[str | Path], peer: Peer, settings: Settings | None = No
                 continue
             ae = make_ae(settings)
             ae.requested_contexts = contexts
-            assoc = associate(ae, peer)
+            assoc = associate(ae, peer, settings)
             try:
                 accepted = accepted_syntaxes(assoc)
                 for key in batch:

@@ -97,6 +97,8 @@ def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[
     """EVT_N_ACTION: store the request, answer at once; the report follows from the worker."""
     req = event.request
     requester = str(event.assoc.requestor.ae_title or "").strip()
+    if ctx.guard is not None and (refused := ctx.guard.refuse(event, "commit")) is not None:
+        return refused, None
     if int(req.ActionTypeID or 0) != 1:
         return status_dataset(
             NO_SUCH_ACTION_TYPE,
@@ -108,7 +110,7 @@ def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[
         log.warning("N-ACTION from %s refused: %s", requester, exc)
         return status_dataset(MISSING_ATTRIBUTE, str(exc)), None
     if requester not in ctx.settings.peers:
-        msg = f"calling AE {requester!r} is not in the AE table: the report could not be delivered"
+        msg = f"cannot report to AE {requester!r}: not in the AE table"  # fits the 64 of LO
         log.warning("storage commitment %s refused: %s", uid, msg)
         return status_dataset(PROCESSING_FAILURE, msg), None
     try:
@@ -152,7 +154,7 @@ def send_report(settings: Settings, peer: Peer, rep: Report) -> None:
     ae.add_requested_context(StorageCommitmentPushModel, list(TRANSFER_SYNTAXES))
     role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
     try:
-        assoc = associate(ae, peer, ext_neg=[role])
+        assoc = associate(ae, peer, settings, ext_neg=[role])
     except AssociationFailed as exc:
         raise DeliveryFailed(str(exc)) from None
     try:

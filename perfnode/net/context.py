@@ -6,10 +6,13 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfnode.archive.facade import Archive
 from perfnode.config import Settings
+
+if TYPE_CHECKING:
+    from perfnode.net.guard import Guard
 
 
 @dataclass
@@ -18,6 +21,8 @@ class NodeContext:
 
     settings: Settings
     archive: Archive
+    #: Access checks and the audit trail (:mod:`perfnode.net.guard`); set by the server.
+    guard: Guard | None = None
 
 
 @dataclass(frozen=True)

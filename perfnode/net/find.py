@@ -78,14 +78,21 @@ def response_charset(requested: Any, ds: Dataset) -> str | list[str] | None:
 
 def handle_find(event: Any, ctx: NodeContext) -> Iterator[tuple[Any, Dataset | None]]:
     """EVT_C_FIND: pending responses, one per match; cancel between responses."""
+    if ctx.guard is not None and (refused := ctx.guard.refuse(event, "query")) is not None:
+        yield refused, None
+        return
     root = ROOTS.get(str(event.request.AffectedSOPClassUID), STUDY_ROOT)
     try:
         identifier = event.identifier
         query = ctx.archive.find(identifier, root)
     except Exception as exc:  # noqa: BLE001 - any unreadable identifier is answered with a status
         log.warning("C-FIND refused: %s", exc)
+        if ctx.guard is not None:
+            ctx.guard.queried(event, "4", f"refused: {exc}")
         yield query_status(exc), None
         return
+    if ctx.guard is not None:
+        ctx.guard.queried(event)
     requested_charset = identifier.get("SpecificCharacterSet")
     pending = PENDING_OPTIONAL_KEYS_NOT_SUPPORTED if query.unsupported else PENDING
     n = 0

@@ -240,6 +240,7 @@ class Gate(threading.Thread):
         except ssl.SSLError as exc:
             self.stats["aborted"] += 1
             log.warning("TLS handshake with %s failed: %s", p.peer, exc.reason or exc)
+            _audit_alert(str(p.peer), f"TLS handshake from {p.peer} failed: {exc.reason or exc}")
             self._close(p)
             return
         p.handshaking = False
@@ -380,3 +381,12 @@ class GatedServer(ThreadedAssociationServer):
     def shutdown(self) -> None:
         self.gate.stop()
         super().shutdown()
+
+
+def _audit_alert(subject: str, description: str) -> None:
+    """A security alert (Node Authentication) in the node's audit trail."""
+    from perfnode import audit
+    from perfnode.audit import messages
+
+    node = messages.Participant("perfnode", "")
+    audit.current().emit(messages.security_alert(messages.NODE_AUTHENTICATION, node, subject, description))

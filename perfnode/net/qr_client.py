@@ -98,7 +98,7 @@ def find(
     model = MODELS[root][0]
     ae = make_ae(settings)
     ae.add_requested_context(model)
-    assoc = associate(ae, peer)
+    assoc = associate(ae, peer, settings)
     try:
         for status, ds in assoc.send_c_find(identifier(level, keys), model):
             if status is None or "Status" not in status:
@@ -153,7 +153,7 @@ def move(
     model = MODELS[root][1]
     ae = make_ae(settings)
     ae.add_requested_context(model)
-    assoc = associate(ae, peer)
+    assoc = associate(ae, peer, settings)
     try:
         return _collect(assoc.send_c_move(identifier(level, keys), destination, model), RetrieveResult())
     finally:
@@ -192,7 +192,7 @@ def get(
         return 0x0000
 
     roles = [build_role(uid, scp_role=True) for uid in classes]
-    assoc = associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = associate(ae, peer, settings, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
         return _collect(assoc.send_c_get(identifier(level, keys), model), result)
     finally:
@@ -265,7 +265,7 @@ def commit(
         ae = make_ae(settings)
         ae.add_requested_context(StorageCommitmentPushModel)
         role = build_role(StorageCommitmentPushModel, scu_role=True, scp_role=True)
-        assoc = associate(ae, peer, ext_neg=[role], evt_handlers=handlers)
+        assoc = associate(ae, peer, settings, ext_neg=[role], evt_handlers=handlers)
         try:
             ds = Dataset()
             ds.TransactionUID = result.transaction_uid

@@ -33,6 +33,7 @@ from pynetdicom.sop_class import (
 )
 
 from perfnode.archive.facade import PATIENT_ROOT, STUDY_ROOT, RetrieveItem
+from perfnode.audit.messages import Participant
 from perfnode.config import Settings
 from perfnode.dicom import transcode
 from perfnode.net import store
@@ -40,6 +41,7 @@ from perfnode.net.ae import sub_association_args
 from perfnode.net.client import accepted_syntaxes, storage_proposal
 from perfnode.net.context import Context, NodeContext
 from perfnode.net.find import TRANSFER_SYNTAXES, query_status
+from perfnode.net.guard import Transfers, requestor
 from perfnode.net.server import tune_socket
 from perfnode.net.status import CANCEL
 
@@ -93,9 +95,11 @@ def prepare(path: Path, accepted: dict[str, set[str]]) -> tuple[Dataset, str]:
 
 
 def _datasets(
-    ctx: NodeContext, items: list[RetrieveItem], event: Any, accepted: Callable[[], dict[str, set[str]]]
+    ctx: NodeContext, items: list[RetrieveItem], event: Any, accepted: Callable[[], dict[str, set[str]]],
+    sent: Transfers | None = None,
 ) -> Iterator[tuple[int, Dataset | None]]:
-    """(status, dataset) pairs for the sub-operations, read lazily; stops on C-CANCEL."""
+    """(status, dataset) pairs for the sub-operations, read lazily; stops on C-CANCEL. Each dataset
+    handed out is noted in ``sent`` (for the audit trail)."""
     for it in items:
         if event.is_cancelled:
             log.info("retrieve cancelled by the requester")
@@ -118,6 +122,8 @@ def _datasets(
             failed.SOPInstanceUID = it.sop_instance_uid
             yield 0xFF00, failed
             continue
+        if sent is not None:
+            sent.add(ds, it.sop_class_uid)
         yield 0xFF00, ds
 
 
@@ -158,17 +164,32 @@ def handle_move(event: Any, ctx: NodeContext) -> Iterator[Any]:
         ],
     }
     yield peer.host, peer.port, kwargs
+    refused = ctx.guard.refuse(event, "retrieve") if ctx.guard is not None else None
+    if refused is not None:
+        yield 1
+        yield refused, None
+        return
     if error is not None:  # one pseudo sub-operation to carry the failure status back
         yield 1
         yield query_status(error), None
         return
     log.info("C-MOVE of %d instances to %s@%s:%s", len(items), dest, peer.host, peer.port)
     yield len(items)
-    yield from _datasets(ctx, items, event, lambda: accepted_syntaxes(store_assoc[0]) if store_assoc else {})
+    sent = Transfers()
+    try:
+        yield from _datasets(ctx, items, event,
+                             lambda: accepted_syntaxes(store_assoc[0]) if store_assoc else {}, sent)
+    finally:
+        if ctx.guard is not None:
+            ctx.guard.retrieved(event, Participant(dest, peer.host), sent.take(), "C-MOVE", False)
 
 
 def handle_get(event: Any, ctx: NodeContext) -> Iterator[Any]:
     """EVT_C_GET: storage sub-operations on the requester's own association (it is the Storage SCP)."""
+    if ctx.guard is not None and (refused := ctx.guard.refuse(event, "retrieve")) is not None:
+        yield 1
+        yield refused, None
+        return
     items, error = _items(event, ctx, GET_ROOTS)
     if error is not None:
         yield 1
@@ -177,7 +198,12 @@ def handle_get(event: Any, ctx: NodeContext) -> Iterator[Any]:
     log.info("C-GET of %d instances by %s", len(items), event.assoc.requestor.ae_title)
     yield len(items)
     accepted = accepted_syntaxes(event.assoc)
-    yield from _datasets(ctx, items, event, lambda: accepted)
+    sent = Transfers()
+    try:
+        yield from _datasets(ctx, items, event, lambda: accepted, sent)
+    finally:
+        if ctx.guard is not None:
+            ctx.guard.retrieved(event, requestor(event.assoc), sent.take(), "C-GET", True)
 
 
 def handlers(ctx: NodeContext) -> list[tuple[Any, Callable]]:

@@ -46,12 +46,17 @@ import pydicom.config
 from pynetdicom import AE, evt
 from pynetdicom.transport import AssociationSocket
 
+from perfnode import audit
 from perfnode.archive.facade import Archive
+from perfnode.audit.trail import AuditTrail
 from perfnode.config import Settings
+from perfnode.errors import CommandError
+from perfnode.net import tls
 from perfnode.net.admission import Admission
 from perfnode.net.ae import server_ae
 from perfnode.net.context import Context, NodeContext, association_stats, peer_name
 from perfnode.net.gate import GatedServer, GateLimits
+from perfnode.net.guard import Guard
 
 __all__ = ["SERVICES", "Context", "RunningServer", "all_contexts", "association_stats", "build_ae",
            "quiet_libraries", "service_modules", "start_server", "tune_socket"]
@@ -96,7 +101,13 @@ class RunningServer:
     stoppers: list[Callable[[], None]] = field(default_factory=list)
     #: Close the archive at stop (when :func:`start_server` opened it).
     owns_archive: bool = False
+    #: The TLS port's server (``[tls] port``), if any.
+    tls_server: Any = None
     _stopped: bool = False
+
+    @property
+    def tls_port(self) -> int | None:
+        return int(self.tls_server.server_address[1]) if self.tls_server is not None else None
 
     @property
     def port(self) -> int:
@@ -106,6 +117,8 @@ class RunningServer:
         if self._stopped:
             return
         self._stopped = True
+        if self.tls_server is not None:
+            self.tls_server.shutdown()
         self.server.shutdown()
         for stop in reversed(self.stoppers):
             try:
@@ -163,13 +176,21 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
-def serve_gated(ae: AE, settings: Settings, handlers: list[tuple[Any, Callable[..., Any]]]) -> GatedServer:
-    """``ae.start_server(block=False)`` with the association gate and slot counting in front."""
+def serve_gated(ae: AE, settings: Settings, handlers: list[tuple[Any, Callable[..., Any]]],
+                port: int | None = None, ssl_context: Any = None) -> GatedServer:
+    """``ae.start_server(block=False)`` with the association gate and slot counting in front; on
+    ``port`` (default the node's) and, with ``ssl_context``, TLS only (the gate does the handshake)."""
     limits = GateLimits(artim_timeout=settings.acse_timeout, max_pending=settings.max_pending,
                         max_pending_per_host=settings.max_pending_per_host)
     admission = Admission(settings.max_associations, settings.max_associations_per_host)
-    server = ae.make_server((settings.host, settings.port), evt_handlers=handlers, server_class=GatedServer,
-                            limits=limits, admission=admission)
+    port = settings.port if port is None else port
+    what = "TLS port" if ssl_context is not None else "port"
+    try:
+        server = ae.make_server((settings.host, port), evt_handlers=handlers, server_class=GatedServer,
+                                ssl_context=ssl_context, limits=limits, admission=admission)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {what} {settings.host or '*'}:{port}: "
+                           f"{exc.strerror or exc}") from None
     thread = threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True)
     thread.start()
     ae._servers.append(server)
@@ -225,8 +246,11 @@ def quiet_libraries() -> None:
             logger.addFilter(_one_line)
 
 
-def start_server(settings: Settings, archive: Archive | None = None) -> RunningServer:
-    """Bind the port and serve in background threads; ``archive`` is opened from the settings if not given."""
+def start_server(settings: Settings, archive: Archive | None = None,
+                 trail: AuditTrail | None = None) -> RunningServer:
+    """Bind the port and serve in background threads; ``archive`` is opened from the settings if not given.
+
+    ``trail`` records the audit messages (default: the process's, :func:`perfnode.audit.current`)."""
     quiet_libraries()
     # Network threads mostly wait; when one wakes (a PDU, a response to send) it should get the GIL
     # within a millisecond rather than after the default 5 ms slice of a busy hook or query thread.
@@ -238,17 +262,30 @@ def start_server(settings: Settings, archive: Archive | None = None) -> RunningS
         archive = Archive.open(settings.data, settings.database_url, settings.duplicate_policy,
                         validation=settings.store.validation)
         archive.recover()
-    ctx = NodeContext(settings=settings, archive=archive)
+    ctx = NodeContext(settings=settings, archive=archive, guard=Guard(settings, trail or audit.current()))
     modules = service_modules()
     for m in modules:
         if (setup := getattr(m, "setup", None)) is not None:
             setup(ctx)
     ae = build_ae(settings)
-    handlers = _log_handlers(settings)
+    assert ctx.guard is not None
+    handlers = ctx.guard.handlers() + _log_handlers(settings)
     for m in modules:
         handlers += m.handlers(ctx)
+    tls_context = None
+    if settings.tls.port is not None:
+        t = settings.tls
+        assert t.cert is not None and t.key is not None  # checked with the settings
+        tls_context = tls.server_context(t.cert, t.key, t.ca, t.require_client_cert)
     server = serve_gated(ae, settings, handlers)
-    running = RunningServer(settings, ctx, ae, server, owns_archive=owns)
+    tls_server = None
+    if tls_context is not None and settings.tls.port is not None:
+        try:
+            tls_server = serve_gated(ae, settings, handlers, settings.tls.port, tls_context)
+        except BaseException:
+            server.shutdown()
+            raise
+    running = RunningServer(settings, ctx, ae, server, owns_archive=owns, tls_server=tls_server)
     try:
         for m in modules:
             start = getattr(m, "start", None)

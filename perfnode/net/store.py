@@ -105,6 +105,10 @@ def handle_store(event: Any, ctx: NodeContext) -> Any:
     if not isinstance(rf, ReceiveFile):  # pragma: no cover - pynetdicom internals changed
         log.error("C-STORE from %s: dataset was not received to a file", peer)
         return status_dataset(0x0110, "dataset not received to a file (internal error)")
+    if ctx.guard is not None and (refused := ctx.guard.refuse(event, "store")) is not None:
+        rf.discard()
+        association_stats(event.assoc)["refused"] += 1
+        return refused
     t0 = time.perf_counter()
     announced = Announced(str(req.AffectedSOPClassUID or ""), sop_instance,
                           str(event.context.transfer_syntax), str(event.context.abstract_syntax),
@@ -123,6 +127,8 @@ def handle_store(event: Any, ctx: NodeContext) -> Any:
     log.debug("C-STORE %s from %s %s in %.1f ms", sop_instance, peer,
               "duplicate (identical)" if stored.duplicate else "stored", 1000 * (time.perf_counter() - t0))
     association_stats(event.assoc)["duplicates" if stored.duplicate else "stored"] += 1
+    if ctx.guard is not None:
+        ctx.guard.stored(event, stored.header, announced.sop_class_uid)
     if stored.findings:
         association_stats(event.assoc)["with findings"] += 1
         log.info("C-STORE %s from %s stored with %d finding(s): %s", sop_instance[:64], peer,

@@ -7,7 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+from perfnode import audit
 from perfnode.archive.facade import Archive, Stored
+from perfnode.audit import messages
 from perfnode.config import PipelineSettings, Settings
 from perfnode.net.ae import AssociationFailed
 from perfnode.net.client import send
@@ -31,8 +33,12 @@ def deliver(archive: Archive, settings: Settings, job_id: int, destination: str,
     by_path = {str(s.path): s.sop_instance_uid for s in archived}
     delay, started = cfg.retry_initial_s, time.monotonic()
 
+    by_path_stored = {str(s.path): s for s in archived}
+    delivered: list[Stored] = []
+
     def sent(path: Path) -> None:
         archive.jobs.record_sent(job_id, by_path[str(path)], destination)
+        delivered.append(by_path_stored[str(path)])
 
     while not stopping.is_set():
         done = archive.jobs.already_sent(job_id, destination)
@@ -40,7 +46,11 @@ def deliver(archive: Archive, settings: Settings, job_id: int, destination: str,
         if not todo:
             return
         try:
-            result = send(todo, peer, settings, progress=False, on_sent=sent)
+            try:
+                result = send(todo, peer, settings, progress=False, on_sent=sent)
+            finally:
+                _audit_export(settings, peer.ae_title, peer.host, delivered, job_id)
+                delivered.clear()
         except (AssociationFailed, OSError) as exc:
             if cfg.retry_give_up_s and time.monotonic() - started > cfg.retry_give_up_s:
                 raise RuntimeError(f"{destination} unreachable for {cfg.retry_give_up_s:g} s: {exc}") from exc
@@ -52,6 +62,22 @@ def deliver(archive: Archive, settings: Settings, job_id: int, destination: str,
             path, status, comment = result.failed[0]
             raise DeliveryRefused(f"{destination} refused {Path(path).name}: status 0x{status & 0xFFFF:04X} "
                                   f"{comment}".strip())
+
+
+def _audit_export(settings: Settings, ae_title: str, host: str, delivered: list[Stored], job_id: int) -> None:
+    """DICOM Instances Transferred ("R", the node the requestor) for the maps a destination accepted."""
+    studies: dict[str, messages.StudyRef] = {}
+    for s in delivered:
+        h = s.header
+        uid = str(h.get("StudyInstanceUID", "") or "?")
+        ref = studies.setdefault(uid, messages.StudyRef(uid, patient_id=str(h.get("PatientID", "") or ""),
+                                                        patient_name=str(h.get("PatientName", "") or "")))
+        ref.add(str(h.get("SOPClassUID", "")))
+    node = messages.Participant(settings.ae_title, "")
+    for ref in studies.values():
+        audit.current().emit(messages.instances_transferred(
+            "R", node, messages.Participant(ae_title, host), ref, requestor="source",
+            description=f"{ref.instances} objects of pipeline job {job_id} delivered"))
 
 
 def request_commitment(settings: Settings, job_id: int, destination: str, archived: list[Stored],

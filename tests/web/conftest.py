@@ -29,7 +29,8 @@ class WebNode:
 
 def start_web_node(folder: Path, config: str = "", extra: list[str] | None = None) -> WebNode:
     web_port = free_port()
-    args = ["--web-port", str(web_port), *(extra or [])]
+    # the tests' C-FIND peer (pynetdicom "FINDSCU") is not in the AE table: let unknown AEs query
+    args = ["--web-port", str(web_port), "--allow-unknown", "store,query,retrieve,commit", *(extra or [])]
     if config:
         cfg = folder / "perfnode.toml"
         folder.mkdir(parents=True, exist_ok=True)
