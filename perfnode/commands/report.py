@@ -78,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if target.exists():
         paths, study, series_uid = [target], [], args.series
     else:
-        paths, study = _archive_files(settings, args.target)
+        from perfnode.errors import NoArchive
+
+        try:
+            paths, study = _archive_files(settings, args.target)
+        except NoArchive as exc:
+            raise NoArchive(f"{args.target}: no such file, folder or stored series ({exc})") from None
         series_uid = args.target
         if not paths:
             print(

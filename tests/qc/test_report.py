@@ -185,11 +185,13 @@ def test_site_protocols_from_the_command_line(tmp_path):
 
 
 def test_unknown_series_uid_is_a_clear_error(tmp_path, capsys):
-    code = _run(
-        ["report", "1.2.3.4.5.6.7", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "archive")]
-    )
-    assert code == 2
-    assert "1.2.3.4.5.6.7: no such file, folder or stored series" in capsys.readouterr().err
+    from perfnode.errors import NoArchive
+
+    # a data folder without an archive: refused (exit 2 through the CLI), nothing created
+    expected = r"1\.2\.3\.4\.5\.6\.7: no such file, folder or stored series \(no archive"
+    with pytest.raises(NoArchive, match=expected):
+        _run(["report", "1.2.3.4.5.6.7", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "archive")])
+    assert not (tmp_path / "archive").exists()
 
 
 @pytest.mark.slow
