@@ -101,6 +101,9 @@ class Guard:
         self.trail.emit(m.user_authentication(True, peer, self.node(event.assoc), m.MINOR_FAILURE, reason))
         self.alert(m.NODE_AUTHENTICATION, f"{peer.ae_title}@{peer.address}", reason)
         event.assoc.acse.send_reject(*REJECT_CALLING_AE)
+        # as pynetdicom does after its own rejections: stop the DUL (which sends the queued A-ASSOCIATE-RJ)
+        # before the association closes the socket
+        event.assoc.kill()
 
     def on_accepted(self, event: Any) -> None:
         sock = getattr(event.assoc.dul.socket, "socket", None)
