@@ -77,5 +77,5 @@ def status_dataset(status: int, comment: str = "", offending: list[int] | None =
     if offending:
         ds.OffendingElement = offending
     if comment:
-        ds.ErrorComment = error_comment(comment)
+        ds.ErrorComment = " ".join(comment.split())[:64]
     return ds
