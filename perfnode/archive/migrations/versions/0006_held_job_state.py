@@ -1,4 +1,4 @@
-"""job state ``held``: maps that failed the quality gate, archived but not sent
+"""job state ``held``: maps the quality gate judged unreliable, archived but not sent
 
 Revision ID: 0006
 Revises: 0005
