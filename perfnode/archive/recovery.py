@@ -106,7 +106,7 @@ class RunMarker:
             pass
 
 
-def _objects(storage: Storage, since: float | None) -> Iterator[tuple[str, os.DirEntry]]:
+def _objects(storage: Storage, since: float | None) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(relative path, entry) of the files under ``objects/`` (modified at or after ``since``)."""
     stack = [storage.objects]
     while stack:

@@ -190,7 +190,7 @@ class ReceiveFile:
             os.unlink(self.name)
 
 
-def _hash_worker(hq: queue.SimpleQueue, sha: Any, fd: int, errors: list[OSError]) -> None:
+def _hash_worker(hq: queue.SimpleQueue[bytes | None], sha: Any, fd: int, errors: list[OSError]) -> None:
     """Hash the chunks of one received file; sync what the kernel has every ``SYNC_EVERY`` bytes."""
     hashed = synced = 0
     while (chunk := hq.get()) is not None:
@@ -204,7 +204,7 @@ def _hash_worker(hq: queue.SimpleQueue, sha: Any, fd: int, errors: list[OSError]
             synced = hashed
 
 
-def _abandon(name: str, hq: queue.SimpleQueue | None) -> None:
+def _abandon(name: str, hq: queue.SimpleQueue[bytes | None] | None) -> None:
     """A ReceiveFile was dropped without being discarded: stop its hasher, remove its file."""
     if hq is not None:
         hq.put(None)
