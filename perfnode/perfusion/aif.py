@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass
@@ -47,7 +48,7 @@ class AifSelection:
     #: Row indices (into the curves given to :func:`select_aif`) of the averaged voxels, best first.
     indices: np.ndarray
     scores: np.ndarray
-    rejected: Counter = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
     criteria: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,14 +87,16 @@ def first_moment(curves: np.ndarray, times: np.ndarray) -> np.ndarray:
     pos = np.clip(curves, 0.0, None)
     t = np.asarray(times, dtype=np.float64) - times[0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (pos @ t) / pos.sum(axis=1)
+        moment: NDArray[np.float64] = (pos @ t) / pos.sum(axis=1)
+    return moment
 
 
 def arrival(curves: np.ndarray, times: np.ndarray, fraction: float = 0.2) -> np.ndarray:
     """Time (s, from the first frame) at which each curve first reaches ``fraction`` of its peak."""
     c = np.asarray(curves)
     first = np.argmax(c >= fraction * c.max(axis=1, keepdims=True), axis=1)
-    return times[first] - times[0]
+    onset: NDArray[np.float64] = times[first] - times[0]
+    return onset
 
 
 def arterial_score(curves: np.ndarray, times: np.ndarray, t_ref: float) -> np.ndarray:
@@ -139,7 +142,7 @@ def select_aif(curves: np.ndarray, times: np.ndarray, n_voxels: int = 5, *,
     t = np.asarray(times, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] != t.size:
         raise ValueError(f"curves must be (n, {t.size}) to match times, got {c.shape}")
-    rejected: Counter = Counter()
+    rejected: Counter[str] = Counter()
     n_t = c.shape[1]
     finite = np.all(np.isfinite(c), axis=1)
     idx = np.argmax(np.where(finite[:, None], c, -np.inf), axis=1)

@@ -24,6 +24,7 @@ from collections import Counter
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .base import FitResult, as_curves, to_maps
 
@@ -48,10 +49,13 @@ def pair_differences(frames: np.ndarray, order: Order = "control_label") -> np.n
     if frames.shape[-1] % 2:
         raise ValueError(f"ASL series has {frames.shape[-1]} frames: label/control pairs need an even number")
     first, second = frames[..., 0::2], frames[..., 1::2]
+    diff: np.ndarray
     if order == "control_label":
-        return first - second
+        diff = first - second
+        return diff
     if order == "label_control":
-        return second - first
+        diff = second - first
+        return diff
     raise ValueError(f"frame order {order!r} is not 'control_label' or 'label_control'")
 
 
@@ -73,7 +77,8 @@ class _AslBase:
             return np.full(int(sel.sum()), float(m) * self.m0_scale)
         if m.shape != spatial:
             raise ValueError(f"M0 image shape {m.shape} does not match the ASL spatial shape {spatial}")
-        return m.reshape(-1)[sel] * self.m0_scale
+        rows: NDArray[np.float64] = m.reshape(-1)[sel] * self.m0_scale
+        return rows
 
     def _constants(self) -> dict[str, float | str]:
         return {"labeling": self.labeling, "t1_blood_s": self.t1b, "labeling_efficiency": self.alpha,
@@ -102,9 +107,11 @@ class AslModel(_AslBase):
     def scale(self) -> float:
         """CBF (ml/100 g/min) per unit of ΔM/M0."""
         if self.labeling == "pcasl":
-            return (6000.0 * self.lam * np.exp(self.pld / self.t1b)
-                    / (2.0 * self.alpha * self.t1b * (1.0 - np.exp(-self.tau / self.t1b))))
-        return 6000.0 * self.lam * np.exp(self.pld / self.t1b) / (2.0 * self.alpha * self.ti1)
+            assert self.tau is not None  # required for pCASL in __init__
+            return float(6000.0 * self.lam * np.exp(self.pld / self.t1b)
+                         / (2.0 * self.alpha * self.t1b * (1.0 - np.exp(-self.tau / self.t1b))))
+        assert self.ti1 is not None  # required for PASL in __init__
+        return float(6000.0 * self.lam * np.exp(self.pld / self.t1b) / (2.0 * self.alpha * self.ti1))
 
     def fit(self, data: np.ndarray, m0: np.ndarray | float, mask: np.ndarray | None = None,
             time_axis: int = -1) -> FitResult:
@@ -113,7 +120,7 @@ class AslModel(_AslBase):
         dm = pair_differences(frames, self.order)
         mean = dm.mean(axis=1)
         m0r = self._m0_rows(m0, spatial, sel)
-        failures: Counter = Counter()
+        failures: Counter[str] = Counter()
         ok = np.isfinite(mean) & np.isfinite(m0r) & (m0r > 0)
         failures["M0 not positive or data not finite"] = int((~ok).sum())
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -170,7 +177,7 @@ class MultiPldAslModel(_AslBase):
         if dm.shape[1] != self.plds.size:
             raise ValueError(f"{dm.shape[1]} label/control pairs but {self.plds.size} PLDs")
         m0r = self._m0_rows(m0, spatial, sel)
-        failures: Counter = Counter()
+        failures: Counter[str] = Counter()
         ok = np.all(np.isfinite(dm), axis=1) & np.isfinite(m0r) & (m0r > 0)
         failures["M0 not positive or data not finite"] = int((~ok).sum())
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -54,7 +54,7 @@ class FitResult:
     units: dict[str, str]
     #: Per-voxel fit quality in [0, 1] where available (e.g. R² of the fitted curve); NaN = failed.
     quality: np.ndarray | None = None
-    failures: Counter = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
     #: What was done and with which parameters: method, constants, AIF, baseline frames, ...
     provenance: dict[str, Any] = field(default_factory=dict)
     #: Per-voxel convergence of an iterative fit (True = converged); None for direct methods.
@@ -64,7 +64,7 @@ class FitResult:
         return self.maps[name]
 
     def __getattr__(self, name: str) -> np.ndarray:
-        maps = self.__dict__.get("maps", {})
+        maps: dict[str, np.ndarray] = self.__dict__.get("maps", {})
         if name in maps:
             return maps[name]
         raise AttributeError(name)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from perfnode.perfusion import pk_models as pk
 from perfnode.perfusion.base import FitResult, as_curves, to_maps
-from perfnode.perfusion.lm import chunks, fd_jacobian, levenberg_marquardt, map_chunks, r_squared
+from perfnode.perfusion.lm import Jacobian, chunks, fd_jacobian, levenberg_marquardt, map_chunks, r_squared
 from perfnode.perfusion.population_aif import parker_aif
 
 
@@ -57,13 +58,13 @@ def _predict(model: str, t: np.ndarray, cp: np.ndarray, p: np.ndarray) -> np.nda
     return pk.two_cum(t, cp, p[:, 0], p[:, 1], p[:, 2])
 
 
-def _two_cxm_jacobian(t: np.ndarray, cp: np.ndarray):
+def _two_cxm_jacobian(t: np.ndarray, cp: np.ndarray) -> Jacobian:
     """Jacobian of the 2CXM curve ``Fp·[(1−E)·X(K₊) + E·X(K₋)]``, ``X(K) = cp ⊛ e^{−Kt}``, by the chain
     rule: the two convolutions and their derivatives in K (4 convolutions; forward differences in all
     four parameters would take 8), the derivatives of (K₊, K₋, E) in (Fp, PS, vp, ve) by differences
     of their closed forms (per-voxel scalars, free)."""
 
-    def jac(p, idx, f):
+    def jac(p: np.ndarray, idx: np.ndarray, f: np.ndarray) -> np.ndarray:
         fp, ps, vp, ve = p.T
         kp, km, e = pk.two_cxm_rates(fp, ps, vp, ve)
         xp, xm = pk.expconv(t, cp, kp), pk.expconv(t, cp, km)
@@ -235,7 +236,7 @@ class DCEModel:
             return int((~conv).sum())
 
         not_converged = sum(map_chunks(run, chunks(idx_ok.size, self.chunk_voxels), self.workers))
-        failures = Counter()
+        failures: Counter[str] = Counter()
         failures["non-finite samples"] = int((~finite).sum())
         lo, hi = self._bounds()
         if self.method == "linear":
@@ -298,13 +299,13 @@ class DCEModel:
             pred = self._predict_delay(p0) if self.fit_delay else _predict(model, t, cp, p0)
             return p0, np.sum((c - pred) ** 2, axis=1), np.ones(c.shape[0], bool)
         if self.fit_delay:
-            def fn(p, idx):
+            def fn_delay(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
                 return self._predict_delay(p)
-            res = levenberg_marquardt(fn, c, p0, lo, hi, fd_jacobian(fn), self.max_iter,
+            res = levenberg_marquardt(fn_delay, c, p0, lo, hi, fd_jacobian(fn_delay), self.max_iter,
                                       project=self._project)
             return res.params, res.sse, res.converged
 
-        def fn(p, idx):
+        def fn(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
             return _predict(model, t, cp, p)
 
         if model in ("tofts", "extended_tofts"):
@@ -324,7 +325,7 @@ class DCEModel:
                     break
                 cm = c[multi]
 
-                def fm(p, idx, _rows=multi):
+                def fm(p: np.ndarray, idx: np.ndarray, _rows: np.ndarray = multi) -> np.ndarray:
                     return _predict(model, t, cp, p)
 
                 jm = fd_jacobian(fm)
@@ -340,10 +341,10 @@ class DCEModel:
     def _predict_delay(self, p: np.ndarray) -> np.ndarray:
         return _predict(self.model, self.t_min, self._cp(p[:, -1]), p[:, :-1])
 
-    def _tofts_jacobian(self, cp: np.ndarray):
+    def _tofts_jacobian(self, cp: np.ndarray) -> Jacobian:
         t, ext = self.t_min, self.model == "extended_tofts"
 
-        def jac(p, idx, f):
+        def jac(p: np.ndarray, idx: np.ndarray, f: np.ndarray) -> np.ndarray:
             # the convolution at p is already inside f = Ktrans·E (+ vp·cp): recover it where Ktrans
             # is not tiny instead of recomputing it (saves a third of the convolutions)
             vpcp = p[:, 2:3] * cp if ext else 0.0
@@ -392,7 +393,8 @@ class DCEModel:
         step = min(float(np.median(np.diff(self.times_s))), 1.0)
         lo_s, hi_s = self.delay_bounds_s
         grid = np.arange(lo_s, hi_s + 1e-9, step)
-        best_p, best_s = None, None
+        best_p: np.ndarray | None = None
+        best_s: np.ndarray | None = None
         for d in grid:
             cp = self._cp(d / 60.0)[0]
             p = self._start(c, cp)
@@ -400,11 +402,12 @@ class DCEModel:
                 p = p[1]
             s = np.sum((c - _predict(self.model, self.t_min, cp, p)) ** 2, axis=1)
             p = np.column_stack([p, np.full(c.shape[0], d / 60.0)])
-            if best_p is None:
+            if best_p is None or best_s is None:
                 best_p, best_s = p, s
             else:
                 b = s < best_s
                 best_p[b], best_s[b] = p[b], s[b]
+        assert best_p is not None, "empty delay grid"  # arange(lo, hi) holds lo at least
         return best_p
 
     def _maps(self, p: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -430,7 +433,7 @@ class DCEModel:
 
 
 def measured_aif(conc: np.ndarray, times_s: ArrayLike, mask: np.ndarray | None = None, time_axis: int = -1,
-                 hematocrit: float = 0.42, n_voxels: int = 5) -> tuple[np.ndarray, dict]:
+                 hematocrit: float = 0.42, n_voxels: int = 5) -> tuple[np.ndarray, dict[str, Any]]:
     """Automatic arterial input function from the concentration volume itself (plasma, mM).
 
     Uses :func:`perfnode.perfusion.aif.select_aif` (early, high, narrow curves; saturated and

@@ -28,9 +28,10 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 Method = Literal["ssvd", "csvd", "osvd"]
@@ -40,6 +41,9 @@ DEFAULT_THRESHOLD: dict[str, float] = {"ssvd": 0.2, "csvd": 0.1, "osvd": 0.1}
 WU_OI_THRESHOLD = 0.095
 #: Truncation thresholds (fraction of the largest singular value) scanned by oSVD, high to low.
 OSVD_THRESHOLDS: tuple[float, ...] = (0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.075, 0.05, 0.03, 0.02, 0.01)
+#: Arrays in the solver's working precision (``dtype``: float32 by default, or float64).
+_Floats = NDArray[np.floating[Any]]
+_Complex = NDArray[np.complexfloating[Any, Any]]
 
 
 def convolution_matrix(aif: np.ndarray, dt: float, circulant: bool = False) -> np.ndarray:
@@ -58,7 +62,8 @@ def convolution_matrix(aif: np.ndarray, dt: float, circulant: bool = False) -> n
         n = a.size
         smooth = (np.roll(a, 1) + 4.0 * a + np.roll(a, -1)) / 6.0
         lag = np.subtract.outer(np.arange(n), np.arange(n)) % n
-        return dt * smooth[lag]
+        circ: NDArray[np.float64] = dt * smooth[lag]
+        return circ
     pad = np.concatenate([[0.0], a, [0.0]])  # pad[k + 1] = a[k]
     i, m = np.indices((n, n))
     lag = i - m
@@ -129,7 +134,8 @@ class SvdDeconvolver:
             self.singular = np.abs(spectrum)
             self.s_max = float(self.singular.max())
             with np.errstate(divide="ignore", invalid="ignore"):
-                self.inverse = np.where(self.singular > 0, 1.0 / spectrum, 0.0).astype(_complex(dtype))
+                inverse = np.where(self.singular > 0, 1.0 / spectrum, 0.0)
+                self.inverse: _Complex = inverse.astype(_complex(dtype))
             # Parseval weights of the one-sided spectrum: ‖x‖² = Σ w·|x̂|² / L
             w = np.full(self.singular.size, 2.0)
             w[0] = 1.0
@@ -140,12 +146,13 @@ class SvdDeconvolver:
             with threadpool_limits(limits=1, user_api="blas"):  # see __call__
                 u, s, vt = np.linalg.svd(self.matrix)
             self.s = s
-            self.ut = u.astype(dtype)
-            self.vt_scaled = (vt / np.where(s > 0, s, np.inf)[:, None]).astype(dtype)
+            self.ut: _Floats = u.astype(dtype)
+            self.vt_scaled: _Floats = (vt / np.where(s > 0, s, np.inf)[:, None]).astype(dtype)
 
     def reconvolve(self, residue: np.ndarray) -> np.ndarray:
         """``A @ k`` for residues (n, L), cut to the N data samples."""
-        return (np.asarray(residue, dtype=np.float64) @ self.matrix.T)[:, : self.n]
+        full: NDArray[np.float64] = np.asarray(residue, dtype=np.float64) @ self.matrix.T
+        return full[:, : self.n]
 
     def __call__(self, curves: np.ndarray, chunk: int = 8192, threads: int | None = None) -> Deconvolution:
         """Deconvolve tissue curves (n, N), in chunks of ``chunk`` voxels (cache-sized working set).
@@ -159,14 +166,14 @@ class SvdDeconvolver:
         if curves.ndim != 2 or curves.shape[1] != self.n:
             raise ValueError(f"tissue curves must be (n_voxels, {self.n}), got {curves.shape}")
         n = curves.shape[0]
-        residue = np.empty((n, self.length), dtype=self.dtype)
+        residue: _Floats = np.empty((n, self.length), dtype=self.dtype)
         thr = np.empty(n, dtype=np.float64)
         r2 = np.empty(n, dtype=np.float64)
         solve = self._solve_fft if self.circulant else self._solve_svd
 
         def work(start: int) -> None:
             stop = min(start + chunk, n)
-            block = curves[start:stop].astype(self.dtype)
+            block: _Floats = curves[start:stop].astype(self.dtype)
             thr[start:stop], resid = solve(block, residue[start:stop])
             total = ((block - block.mean(axis=1, keepdims=True)).astype(np.float64) ** 2).sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -204,7 +211,8 @@ class SvdDeconvolver:
     def _oi_ok(self, k: np.ndarray) -> np.ndarray:
         # OI ≤ limit  ⇔  Σ|second difference| ≤ limit · L · max(k)
         second = np.abs(np.diff(k, 2, axis=1)).sum(axis=1)
-        return second <= self.oi_threshold * self.length * k.max(axis=1)
+        ok: NDArray[np.bool_] = second <= self.oi_threshold * self.length * k.max(axis=1)
+        return ok
 
     def _solve_fft(self, block: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = block.shape[0]

@@ -28,6 +28,7 @@ from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.integrate import cumulative_trapezoid, trapezoid
 from scipy.interpolate import interp1d
 from threadpoolctl import threadpool_limits
@@ -35,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from .aif import select_aif
 from .base import FitResult, as_curves, to_maps
 from .baseline import detect_bolus
-from .deconvolution import WU_OI_THRESHOLD, SvdDeconvolver, residue_peak
+from .deconvolution import WU_OI_THRESHOLD, Method, SvdDeconvolver, residue_peak
 
 UNITS: dict[str, str] = {
     "cbf": "ml/100g/min", "cbv": "ml/100g", "cbv_uncorrected": "ml/100g", "mtt_s": "s", "tmax_s": "s",
@@ -110,13 +111,14 @@ def leakage_correct(curves: np.ndarray, reference: np.ndarray, times: np.ndarray
     return curves + k2[:, None] * iref, k1, k2
 
 
-def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarray, *, method: str,
+def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarray, *,
+                           method: Literal["ssvd", "csvd", "osvd", "parametric"],
                            threshold: float | None, oi_threshold: float, kh_over_rho: float,
                            aif: np.ndarray | None = None, aif_rows: np.ndarray | None = None,
                            aif_exclude: np.ndarray | None = None, n_aif_voxels: int = 5,
                            leakage_reference: np.ndarray | None = None,
                            baseline: tuple[int, int] | None = None, dtype: type = np.float32
-                           ) -> tuple[dict[str, np.ndarray], np.ndarray, Counter, dict[str, Any]]:
+                           ) -> tuple[dict[str, np.ndarray], np.ndarray, Counter[str], dict[str, Any]]:
     """Shared DSC/CT core on baseline-subtracted concentration curves ``conc`` (n, t).
 
     ``valid`` flags usable curves; the AIF is given, averaged over ``aif_rows``, or selected
@@ -125,7 +127,7 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
     Returns per-row maps, R² quality, failure counts, provenance.
     """
     n = conc.shape[0]
-    failures: Counter = Counter()
+    failures: Counter[str] = Counter()
     valid = valid & np.all(np.isfinite(conc), axis=1)
     failures["non-finite or non-positive data"] = int(n - valid.sum())
     maps: dict[str, np.ndarray] = {}
@@ -186,7 +188,7 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
     # deconvolution on a uniform grid
     uc, ut, dt = uniform_grid(work, t)
     ua = uniform_grid(aif_curve[None], t)[0][0]
-    svd_method = "osvd" if method == "parametric" else method
+    svd_method: Method = "osvd" if method == "parametric" else method
     solver = SvdDeconvolver(ua, dt, method=svd_method, threshold=threshold, oi_threshold=oi_threshold,
                             dtype=dtype)
     deconv = solver(uc)
@@ -337,7 +339,8 @@ def _rows_mask(mask: np.ndarray, sel: np.ndarray, spatial: tuple[int, ...]) -> n
     m = np.asarray(mask, dtype=bool)
     if m.shape != spatial:
         raise ValueError(f"mask shape {m.shape} does not match the data's spatial shape {spatial}")
-    return m.reshape(-1)[sel]
+    rows: NDArray[np.bool_] = m.reshape(-1)[sel]
+    return rows
 
 
 def _rows(mask: np.ndarray, sel: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:

@@ -154,11 +154,13 @@ class IVIMModel:
         h = np.log(grid[1] / grid[0])
         start = np.clip(grid[j] * np.exp(np.clip(off, -1, 1) * h), *bd["dstar"])
 
-        def model1(p, idx):
-            return slow[idx] + f[idx, None] * np.exp(-b * p[:, :1])
+        def model1(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            signal: np.ndarray = slow[idx] + f[idx, None] * np.exp(-b * p[:, :1])
+            return signal
 
-        def jac1(p, idx, fx):
-            return (-b * f[idx, None] * np.exp(-b * p[:, :1]))[..., None]
+        def jac1(p: np.ndarray, idx: np.ndarray, fx: np.ndarray) -> np.ndarray:
+            d_dstar: np.ndarray = (-b * f[idx, None] * np.exp(-b * p[:, :1]))[..., None]
+            return d_dstar
 
         r = levenberg_marquardt(model1, y, start[:, None], [bd["dstar"][0]], [bd["dstar"][1]], jac1,
                                 max_iter=5, ftol=1e-8)
@@ -167,10 +169,12 @@ class IVIMModel:
         if self.method == "segmented":
             return p, r.sse
 
-        def model(q, idx):
-            return q[:, :1] * (q[:, 1:2] * np.exp(-b * q[:, 3:4]) + (1 - q[:, 1:2]) * np.exp(-b * q[:, 2:3]))
+        def model(q: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            signal: np.ndarray = q[:, :1] * (q[:, 1:2] * np.exp(-b * q[:, 3:4])
+                                             + (1 - q[:, 1:2]) * np.exp(-b * q[:, 2:3]))
+            return signal
 
-        def jac(q, idx, fx):
+        def jac(q: np.ndarray, idx: np.ndarray, fx: np.ndarray) -> np.ndarray:
             es, ef = np.exp(-b * q[:, 2:3]), np.exp(-b * q[:, 3:4])
             s0_, f_ = q[:, :1], q[:, 1:2]
             return np.stack([f_ * ef + (1 - f_) * es, s0_ * (ef - es), -b * s0_ * (1 - f_) * es,

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: ``model(p, idx)`` -> predicted curves ``(m, t)`` for parameters ``p`` ``(m, k)`` of voxels ``idx``.
 Model = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -45,8 +46,8 @@ def fd_jacobian(model: Model, rel_step: float = 1e-6, abs_step: float = 1e-9) ->
     return jac
 
 
-def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: np.ndarray,
-                        upper: np.ndarray, jacobian: Jacobian | None = None, max_iter: int = 50,
+def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: ArrayLike,
+                        upper: ArrayLike, jacobian: Jacobian | None = None, max_iter: int = 50,
                         ftol: float = 1e-8, xtol: float = 1e-8, lam0: float = 1e-3,
                         project: Callable[[np.ndarray], np.ndarray] | None = None,
                         stall_window: int = 10, stall_tol: float = 1e-4) -> LMResult:
@@ -61,12 +62,12 @@ def levenberg_marquardt(model: Model, y: np.ndarray, p0: np.ndarray, lower: np.n
     """
     y = np.asarray(y, dtype=np.float64)
     n, k = p0.shape
-    lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (k,))
-    upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (k,))
+    lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), (k,))
+    hi = np.broadcast_to(np.asarray(upper, dtype=np.float64), (k,))
     jacobian = jacobian or fd_jacobian(model)
 
     def clip(p: np.ndarray) -> np.ndarray:
-        p = np.clip(p, lower, upper)
+        p = np.clip(p, lo, hi)
         return project(p) if project is not None else p
 
     p = clip(np.asarray(p0, dtype=np.float64).copy())

@@ -18,6 +18,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 #: Default MR threshold: fraction of the 99th percentile of the temporal median.
 MR_FRACTION = 0.20
@@ -45,8 +46,10 @@ def foreground(data: np.ndarray, modality: Modality = "MR", *, time_axis: int | 
             return np.zeros(level.shape, bool)
         top = float(np.percentile(finite, 99))
         if not top > 0:
-            return np.isfinite(level) & (level > 0)
-        return level > fraction * top
+            positive: NDArray[np.bool_] = np.isfinite(level) & (level > 0)
+            return positive
+        above: NDArray[np.bool_] = level > fraction * top
+        return above
 
 
 def describe(modality: Modality = "MR", fraction: float = MR_FRACTION) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from perfnode.perfusion import pk_models as pk
 from perfnode.perfusion.lm import chunks, levenberg_marquardt, map_chunks
@@ -49,7 +50,8 @@ class ParametricFit:
 def predict(times: np.ndarray, aif: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Model curves ``(n, t)`` for parameters ``p`` ``(n, 3)`` = (F, MTT, delay)."""
     shifted = pk.shift_aif(times, aif, p[:, 2])
-    return p[:, 0:1] * pk.expconv(times, shifted, 1.0 / p[:, 1])
+    curves: NDArray[np.float64] = p[:, 0:1] * pk.expconv(times, shifted, 1.0 / p[:, 1])
+    return curves
 
 
 def fit_exponential_residue(curves: np.ndarray, aif: np.ndarray, times: np.ndarray, start: np.ndarray, *,

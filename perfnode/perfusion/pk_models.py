@@ -14,7 +14,7 @@ checked against ODE solutions and fine-grid convolutions (tests/perfusion/test_d
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 
 def _phi(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,19 +85,23 @@ def shift_aif(t: np.ndarray, cp: np.ndarray, delay: np.ndarray) -> np.ndarray:
 
 def tofts(t: np.ndarray, cp: np.ndarray, ktrans: ArrayLike, kep: ArrayLike) -> np.ndarray:
     """Standard Tofts: ``Ktrans·(cp ⊛ e^{−kep t})``."""
-    return np.asarray(ktrans).reshape(-1, 1) * expconv(t, cp, kep)
+    out: NDArray[np.float64] = np.asarray(ktrans).reshape(-1, 1) * expconv(t, cp, np.asarray(kep))
+    return out
 
 
 def extended_tofts(t: np.ndarray, cp: np.ndarray, ktrans: ArrayLike, kep: ArrayLike, vp: ArrayLike
                    ) -> np.ndarray:
     """Extended Tofts: ``vp·cp + Ktrans·(cp ⊛ e^{−kep t})``."""
-    return np.asarray(vp).reshape(-1, 1) * np.atleast_2d(cp) + tofts(t, cp, ktrans, kep)
+    out: NDArray[np.float64] = np.asarray(vp).reshape(-1, 1) * np.atleast_2d(cp) + tofts(t, cp, ktrans, kep)
+    return out
 
 
 def patlak(t: np.ndarray, cp: np.ndarray, ps: ArrayLike, vp: ArrayLike) -> np.ndarray:
     """Patlak: ``vp·cp + PS·∫cp``."""
     cp = np.atleast_2d(cp)
-    return np.asarray(vp).reshape(-1, 1) * cp + np.asarray(ps).reshape(-1, 1) * cumtrapz(cp, t)
+    out: NDArray[np.float64] = (np.asarray(vp).reshape(-1, 1) * cp
+                                + np.asarray(ps).reshape(-1, 1) * cumtrapz(cp, t))
+    return out
 
 
 def two_cxm_rates(fp: np.ndarray, ps: np.ndarray, vp: np.ndarray, ve: np.ndarray
@@ -116,13 +120,15 @@ def two_cxm(t: np.ndarray, cp: np.ndarray, fp: ArrayLike, ps: ArrayLike, vp: Arr
     """Two-compartment exchange: ``Fp·cp ⊛ [(1−E₋)e^{−K₊t} + E₋e^{−K₋t}]``."""
     fp, ps, vp, ve = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (fp, ps, vp, ve))
     k_plus, k_minus, e_minus = two_cxm_rates(fp, ps, vp, ve)
-    return fp[:, None] * ((1 - e_minus)[:, None] * expconv(t, cp, k_plus)
-                          + e_minus[:, None] * expconv(t, cp, k_minus))
+    out: NDArray[np.float64] = fp[:, None] * ((1 - e_minus)[:, None] * expconv(t, cp, k_plus)
+                                              + e_minus[:, None] * expconv(t, cp, k_minus))
+    return out
 
 
 def two_cum(t: np.ndarray, cp: np.ndarray, fp: ArrayLike, ps: ArrayLike, vp: ArrayLike) -> np.ndarray:
     """Two-compartment uptake (no back-flux): ``Fp·[(1−E)·cp ⊛ e^{−t/Tp} + E·∫cp]``, Tp = vp/(Fp+PS)."""
     fp, ps, vp = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (fp, ps, vp))
     e = ps / (fp + ps)
-    return fp[:, None] * ((1 - e)[:, None] * expconv(t, cp, (fp + ps) / vp)
-                          + e[:, None] * cumtrapz(np.atleast_2d(cp), t))
+    out: NDArray[np.float64] = fp[:, None] * ((1 - e)[:, None] * expconv(t, cp, (fp + ps) / vp)
+                                              + e[:, None] * cumtrapz(np.atleast_2d(cp), t))
+    return out

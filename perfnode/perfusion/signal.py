@@ -87,7 +87,7 @@ def spgr_to_concentration(data: np.ndarray, tr_s: float, flip_angle_deg: float,
         r10 = 1.0 / t1
         r1 = spgr_to_r1(s, s0, r10, tr_s, alpha)
         conc = (r1 - r10[:, None]) / relaxivity_per_mM_s
-    failures = Counter()
+    failures: Counter[str] = Counter()
     bad_t1 = ~(np.isfinite(t1) & (t1 > 0))
     bad_s0 = ~(s0 > 0)
     failures["no valid pre-contrast T1"] = int(bad_t1.sum())

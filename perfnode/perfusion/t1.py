@@ -79,7 +79,7 @@ class VFAModel:
             b1v = np.broadcast_to(np.asarray(b1, dtype=np.float64), spatial).reshape(-1)[sel]
             alpha = alpha * b1v[:, None]
         alpha = np.broadcast_to(alpha, s.shape)
-        failures: Counter = Counter()
+        failures: Counter[str] = Counter()
         if self.method == "two_angle":
             e1, m0 = _despot1(s[:, [0, -1]], alpha[:, [0, -1]])
         else:
@@ -122,11 +122,12 @@ class VFAModel:
         tr = self.tr_s
         sa, ca = np.sin(alpha), np.cos(alpha)
 
-        def model(p, idx):
+        def model(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
             e1 = np.exp(-tr * p[:, 1:2])
-            return p[:, 0:1] * sa[idx] * (1 - e1) / (1 - ca[idx] * e1)
+            signal: np.ndarray = p[:, 0:1] * sa[idx] * (1 - e1) / (1 - ca[idx] * e1)
+            return signal
 
-        def jac(p, idx, f):
+        def jac(p: np.ndarray, idx: np.ndarray, f: np.ndarray) -> np.ndarray:
             e1 = np.exp(-tr * p[:, 1:2])
             den = 1 - ca[idx] * e1
             d_m0 = sa[idx] * (1 - e1) / den
