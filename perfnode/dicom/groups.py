@@ -26,12 +26,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
+from numpy.typing import NDArray
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 PER_FRAME = 0x52009230
 SHARED = 0x52009229
@@ -362,6 +364,18 @@ def _path(keywords: tuple[Step, ...]) -> tuple[Tag_, ...]:
     return tuple(tags)
 
 
+def _tags_only(tags: tuple[Tag_, ...]) -> TypeGuard[TagPath]:
+    """Is every step of ``tags`` a plain tag (no :class:`Private` to resolve)?"""
+    return not any(isinstance(t, Private) for t in tags)
+
+
+def _tag_of(keyword: str) -> int:
+    """The tag of a public ``keyword`` (KeyError when there is none)."""
+    t = _path((keyword,))[0]
+    assert isinstance(t, int)
+    return t
+
+
 def _concrete(item: Dataset | None, t: Tag_) -> int | None:
     return t.tag_in(item) if isinstance(t, Private) else t
 
@@ -391,21 +405,21 @@ class FunctionalGroups:
     """The functional groups of one multi-frame instance, read by frame and path of keywords."""
 
     def __init__(self, ds: Dataset) -> None:
-        raw_shared = ds._dict.get(SHARED)  # type: ignore[attr-defined]
+        raw_shared = ds._dict.get(BaseTag(SHARED))
         shared = ds.get("SharedFunctionalGroupsSequence")
         if isinstance(raw_shared, RawDataElement):  # decoded here: keep the bytes it was decoded from
-            decoded = ds._dict.get(SHARED)  # type: ignore[attr-defined]
+            decoded = ds._dict[BaseTag(SHARED)]
             ds.__dict__.setdefault(DECODED, {})[SHARED] = (decoded, decoded.value, raw_shared)
         self.shared: Dataset | None = shared[0] if shared else None
         self._shared_values: dict[TagPath, Any] = {}
-        self._columns: dict[TagPath, Column] = {}
+        self._columns: dict[tuple[Tag_, ...], Column] = {}
         self._macros: dict[int, np.ndarray] = {}
         #: leaf columns read from the raw bytes (None: pydicom's parsed items in :attr:`frames`)
         self.raw: dict[TagPath, RawColumn] | None = None
         self.frames: list[Dataset] = []
         #: a classic single-frame image: its top-level attributes are its one frame's groups
         self.classic: Dataset | None = None
-        elem = ds._dict.get(PER_FRAME)  # type: ignore[attr-defined]
+        elem = ds._dict.get(BaseTag(PER_FRAME))
         if elem is None and int(ds.get("NumberOfFrames") or 1) == 1 and shared is None:
             self.classic, self.count = ds, 1
         elif (
@@ -447,22 +461,22 @@ class FunctionalGroups:
             return self._classic(tags)
         if not 0 <= index < self.count:  # no such per-frame item (e.g. none at all): the shared value
             return _navigate(self.shared, tags)
-        if any(isinstance(t, Private) for t in tags):
+        if not _tags_only(tags):
             return self._private_value(index, tags)
         if self.raw is not None:
-            col = self.raw.get(tags)  # type: ignore[arg-type]
+            col = self.raw.get(tags)
             code = int(col.codes[index]) if col is not None else -1
-            if code >= 0:
-                v = _decode(col.vrs[code], col.raws[code])  # type: ignore[union-attr]
+            if col is not None and code >= 0:
+                v = _decode(col.vrs[code], col.raws[code])
                 if v is not None:
                     return v
-            elif self._macro(tags[0])[index]:  # type: ignore[arg-type]
+            elif self._macro(tags[0])[index]:
                 return None  # the macro is per-frame in this frame: no fallback to shared
         else:
             pf = self.frames[index]
             if tags[0] in pf and pf[tags[0]].value:
                 return _navigate(pf, tags)
-        return self._shared(tags)  # type: ignore[arg-type]
+        return self._shared(tags)
 
     def _classic(self, tags: tuple[Tag_, ...]) -> Any:
         """A classic image: the attribute at the top level (by its classic keyword, :data:`CLASSIC`)."""
@@ -485,7 +499,9 @@ class FunctionalGroups:
             for block in range(0x10, 0x100):
                 col = self.raw.get((*out, step.group << 16 | block))
                 code = int(col.codes[index]) if col is not None else -1
-                if code >= 0 and str(_decode(col.vrs[code], col.raws[code]) or "").strip() == step.creator:
+                if col is not None and code >= 0 and str(
+                    _decode(col.vrs[code], col.raws[code]) or ""
+                ).strip() == step.creator:
                     found = step.group << 16 | block << 8 | step.element
                     break
             if found is None:
@@ -499,8 +515,8 @@ class FunctionalGroups:
             path = self._resolve_raw(index, tags)
             col = self.raw.get(path) if path is not None else None
             code = int(col.codes[index]) if col is not None else -1
-            if code >= 0:
-                v = _decode(col.vrs[code], col.raws[code])  # type: ignore[union-attr]
+            if col is not None and code >= 0:
+                v = _decode(col.vrs[code], col.raws[code])
                 if v is not None:
                     return v
             first = self._resolve_raw(index, tags[:1])
@@ -508,38 +524,39 @@ class FunctionalGroups:
                 return None
         else:
             pf = self.frames[index]
-            first = _concrete(pf, tags[0])
-            if first is not None and first in pf and pf[first].value:
+            macro = _concrete(pf, tags[0])
+            if macro is not None and macro in pf and pf[macro].value:
                 return _navigate(pf, tags)
         return _navigate(self.shared, tags)
 
     def column(self, *keywords: Step) -> Column:
         """:meth:`value` of every frame, as a :class:`Column` (decoded once per distinct value)."""
         tags = _path(tuple(keywords))
-        col = self._columns.get(tags)  # type: ignore[arg-type]
+        col = self._columns.get(tags)
         if col is None:
-            col = self._columns[tags] = self._build_column(tags, keywords)  # type: ignore[index]
+            col = self._columns[tags] = self._build_column(tags, keywords)
         return col
 
     def _build_column(self, tags: tuple[Tag_, ...], keywords: tuple[Step, ...]) -> Column:
-        if self.raw is None or any(isinstance(t, Private) for t in tags):
+        if self.raw is None or not _tags_only(tags):
             values = [self.value(i, *keywords) for i in range(self.count)]
             return _column_of(values)
-        raw = self.raw.get(tags)  # type: ignore[arg-type]
+        raw = self.raw.get(tags)
         decoded = [_decode(v, r) for v, r in zip(raw.vrs, raw.raws, strict=True)] if raw is not None else []
         absent, shared = len(decoded), len(decoded) + 1
-        codes = np.where(self._macro(tags[0]), absent, shared)  # type: ignore[arg-type]
+        codes = np.where(self._macro(tags[0]), absent, shared)
         if raw is not None:
             ok = np.array([v is not None for v in decoded] + [False], bool)  # −1 → the False at the end
             here = raw.codes >= 0
             codes[here] = shared  # present but empty: the shared value, as in :meth:`value`
             codes[ok[raw.codes]] = raw.codes[ok[raw.codes]]
-        return Column([*decoded, None, self._shared(tags)], codes)  # type: ignore[arg-type]
+        return Column([*decoded, None, self._shared(tags)], codes)
 
     def ints(self, *keywords: Step) -> np.ndarray | None:
         """Every frame's integer values at ``keywords`` as a (frames × values) array, when each frame has
         its own (per-frame, non-empty, binary integer, same number of values); else None."""
-        col = self.raw.get(_path(tuple(keywords))) if self.raw is not None else None
+        tags = _path(tuple(keywords))
+        col = self.raw.get(tags) if self.raw is not None and _tags_only(tags) else None
         if col is None or not self.count or (col.codes < 0).any() or len(set(col.vrs)) != 1:
             return None
         dtype = INTEGERS.get(col.vrs[0])
@@ -547,11 +564,12 @@ class FunctionalGroups:
         if dtype is None or not size or size % int(dtype[-1]) or any(len(r) != size for r in col.raws):
             return None
         table = np.frombuffer(b"".join(col.raws), dtype).reshape(len(col.raws), -1)
-        return table.astype(np.int64)[col.codes]
+        per_frame: NDArray[np.int64] = table.astype(np.int64)[col.codes]
+        return per_frame
 
     def has(self, index: int, keyword: str) -> bool:
         """Is macro ``keyword`` present for frame ``index`` (per-frame or shared)?"""
-        t = _path((keyword,))[0]
+        t = _tag_of(keyword)
         if self.classic is not None:
             return False
         if self.raw is not None:
@@ -563,7 +581,7 @@ class FunctionalGroups:
 
     def has_column(self, keyword: str) -> np.ndarray:
         """Per frame: is macro ``keyword`` present (per-frame or shared)?"""
-        t = _path((keyword,))[0]
+        t = _tag_of(keyword)
         if self.classic is not None:
             return np.zeros(1, bool)
         if self.shared is not None and t in self.shared and bool(self.shared[t].value):
@@ -598,13 +616,14 @@ def frame_value(ds: Dataset, frame: int, *path: Step) -> Any:
 def raw_element(ds: Dataset, tag: int) -> RawDataElement | None:
     """The element ``tag`` of ``ds`` as read from the file: still raw, or decoded by
     :class:`FunctionalGroups` (the Shared Functional Groups Sequence) and not replaced since."""
-    elem = ds._dict.get(tag)  # type: ignore[attr-defined]
+    elem = ds._dict.get(BaseTag(tag))
     if isinstance(elem, RawDataElement):
         return elem
     decoded = ds.__dict__.get(DECODED, {}).get(tag)
     if decoded is None or decoded[0] is not elem or elem.value is not decoded[1]:  # replaced, or set anew
         return None
-    return decoded[2]
+    raw: RawDataElement = decoded[2]
+    return raw
 
 
 def functional_groups(ds: Dataset) -> FunctionalGroups:
