@@ -268,3 +268,52 @@ def test_report_on_the_same_association(node_factory, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "2 committed, 0 failed" in out, out
     assert n.logged("delivered on the same association")
+
+
+def test_reports_to_requests_this_node_sent(node, tmp_path):
+    """N-EVENT-REPORT on a new association (the caller as SCP by role selection): matched by Transaction
+    UID to a request in ``sent_commitments`` and recorded per instance; unknown or missing UIDs: 0x0115."""
+    from pynetdicom import build_role
+
+    from perfnode.archive import sent_commitments as sent
+
+    db = Database(node.database_url, migrate=False)
+    uid = generate_uid()
+    refs = [(CTImageStorage, "1.9.1"), (CTImageStorage, "1.9.2"), (CTImageStorage, "1.9.3")]
+    sent.record(db, uid, "PACS", refs)
+
+    def report(transaction_uid: str | None, committed, failed, event_type: int = 2) -> tuple[int, str]:
+        ae = AE(ae_title="PACS")
+        ae.add_requested_context(StorageCommitmentPushModel)
+        role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title=node.ae_title, ext_neg=[role])
+        assert assoc.is_established and assoc.accepted_contexts[0].as_scp
+        ds = Dataset()
+        if transaction_uid is not None:
+            ds.TransactionUID = transaction_uid
+        ds.ReferencedSOPSequence = [Dataset() for _ in committed]
+        for it, inst in zip(ds.ReferencedSOPSequence, committed, strict=True):
+            it.ReferencedSOPClassUID, it.ReferencedSOPInstanceUID = CTImageStorage, inst
+        if failed:
+            ds.FailedSOPSequence = [Dataset() for _ in failed]
+            for it, (inst, reason) in zip(ds.FailedSOPSequence, failed, strict=True):
+                it.ReferencedSOPClassUID, it.ReferencedSOPInstanceUID, it.FailureReason = (
+                    CTImageStorage, inst, reason)
+        status, _ = assoc.send_n_event_report(ds, event_type, StorageCommitmentPushModel, WELL_KNOWN)
+        assoc.release()
+        return int(status.Status), str(status.get("ErrorComment", ""))
+
+    assert report(uid, ["1.9.1"], [("1.9.2", 0x0112)]) == (0x0000, "")
+    out = sent.outcome(db, uid)
+    assert out is not None
+    assert (out.state, out.event_type, out.reporter_ae, out.via) == ("failed", 2, "PACS", "new")
+    assert out.committed == ["1.9.1"]
+    assert out.failed == [("1.9.2", 0x0112), ("1.9.3", sent.NOT_IN_REPORT)]  # not mentioned: failed
+    status, comment = report(generate_uid(), ["1.9.1"], [])
+    assert status == 0x0115 and "(0008,1195) TransactionUID" in comment
+    status, comment = report(None, ["1.9.1"], [])
+    assert status == 0x0115 and "(0008,1195) TransactionUID" in comment
+    assert report(uid, ["1.9.1", "1.9.2", "1.9.3"], [], event_type=1) == (0x0000, "")  # a later report wins
+    out = sent.outcome(db, uid)
+    assert out is not None and (out.state, out.failed) == ("committed", [])
+    db.dispose()

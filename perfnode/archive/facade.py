@@ -11,6 +11,7 @@ models, SQL) are the archive's own business (an import-contract test keeps it so
     for page in archive.find(identifier, root).pages(): ...                         # C-FIND / QIDO
     items = archive.retrieve(identifier, root)  # -> list[RetrieveItem]; archive.path(item.path)
     archive.commitments.record(...) / .due() / .evaluate(id) / .report(id)        # storage commitment
+    archive.sent_commitments.record(...) / .record_report(...) / .outcome(uid)    # ... as SCU
     archive.jobs.create(...) / .claim_next() / .finish(...)                       # pipeline jobs
     archive.ready_series(stable_s) / .series_files(uid) / .study_companion_files(uid)
     archive.close()
@@ -31,6 +32,7 @@ from perfnode.archive import commitment as _commitment
 from perfnode.archive import completion as _completion
 from perfnode.archive import findings as _findings
 from perfnode.archive import jobs as _jobs
+from perfnode.archive import sent_commitments as _sent
 from perfnode.archive.commitment import DuplicateTransaction, Report
 from perfnode.archive.db import Database
 from perfnode.archive.ingest import read_header
@@ -46,6 +48,7 @@ from perfnode.archive.query import (
     needs_unicode,
 )
 from perfnode.archive.recovery import RecoveryReport, RunMarker, reconcile
+from perfnode.archive.sent_commitments import ReportMatch, SentOutcome
 from perfnode.archive.storage import ReceiveFile, Storage, check_uid
 from perfnode.archive.store import DUPLICATE_POLICIES, Announced, Stored, StoreObjects
 from perfnode.dicom.findings import Finding
@@ -53,7 +56,8 @@ from perfnode.dicom.findings import Finding
 __all__ = ["JOB_STATES", "PATIENT_ROOT", "STUDY_ROOT", "DUPLICATE_POLICIES", "Announced", "Archive",
            "CommitmentState", "Commitments", "DuplicateTransaction", "Job", "JobState", "Jobs", "Query",
            "QueryError", "ReceiveFile", "SUPPORTED_KEYS", "check_uid", "read_header", "FindRun",
-           "Report", "RetrieveItem", "Stored", "needs_unicode"]
+           "Report", "ReportMatch", "RetrieveItem", "SentCommitments", "SentOutcome", "Stored",
+           "needs_unicode"]
 
 log = logging.getLogger("perfnode.archive")
 
@@ -92,6 +96,26 @@ class Commitments:
 
     def pending_count(self) -> int:
         return _commitment.pending_count(self._db)
+
+
+class SentCommitments:
+    """Storage commitment requests this node sent (SCU), matched to their reports by Transaction UID."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(self, transaction_uid: str, destination_ae: str, refs: list[tuple[str, str]],
+               job_id: int | None = None) -> None:
+        """Store a request durably, before its N-ACTION is sent."""
+        _sent.record(self._db, transaction_uid, destination_ae, refs, job_id)
+
+    def record_report(self, transaction_uid: str, event_type: int, committed: list[tuple[str, str]],
+                      failed: list[tuple[str, str, int]], reporter_ae: str, via: str) -> ReportMatch | None:
+        """Store an N-EVENT-REPORT for one of our requests (``None``: not ours)."""
+        return _sent.record_report(self._db, transaction_uid, event_type, committed, failed, reporter_ae, via)
+
+    def outcome(self, transaction_uid: str) -> SentOutcome | None:
+        return _sent.outcome(self._db, transaction_uid)
 
 
 class Jobs:
@@ -147,6 +171,7 @@ class Archive:
         self._store = StoreObjects(db, storage, duplicate_policy, validation)
         self._running_marked = False
         self.commitments = Commitments(db, storage)
+        self.sent_commitments = SentCommitments(db)
         self.jobs = Jobs(db)
         self._listeners: list[StoredListener] = []
         self._pool: ThreadPoolExecutor | None = None

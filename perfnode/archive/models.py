@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Enum,
@@ -257,6 +258,60 @@ class CommitmentItem(Base):
     failure_reason: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     request: Mapped[CommitmentRequest] = relationship(back_populates="items")
+
+
+class SentCommitmentState(enum.StrEnum):
+    """A storage-commitment request this node sent (SCU): ``waiting`` for the N-EVENT-REPORT, then
+    ``committed`` (event type 1: every instance) or ``failed`` (event type 2, or instances the report
+    did not mention)."""
+
+    WAITING = "waiting"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+class SentCommitment(Base):
+    """A Storage Commitment N-ACTION this node sent (``perfnode commit``, pipeline), recorded before it
+    is sent; the N-EVENT-REPORT — on the same association or a new one — is matched by Transaction UID."""
+
+    __tablename__ = "sent_commitments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_uid: Mapped[str] = mapped_column(UID, unique=True)
+    #: The AE asked to commit (from the AE table, or AE@host:port).
+    destination_ae: Mapped[str] = mapped_column(String(16))
+    #: The pipeline job whose maps these are (None: ``perfnode commit``).
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[SentCommitmentState] = mapped_column(_state(SentCommitmentState, "sent_commitment_state"),
+                                                       default=SentCommitmentState.WAITING, index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: N-EVENT-REPORT Event Type ID (1 all committed, 2 failures); None until reported.
+    event_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Calling AE title of the report's association (the report may come from another AE than asked).
+    reporter_ae: Mapped[str] = mapped_column(String(16), default="")
+    #: "same" (on the N-ACTION's association) or "new" (a new association to this node).
+    via: Mapped[str] = mapped_column(String(8), default="")
+
+    items: Mapped[list[SentCommitmentItem]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", order_by="SentCommitmentItem.id")
+
+
+class SentCommitmentItem(Base):
+    """One instance of a sent request and what the report said about it."""
+
+    __tablename__ = "sent_commitment_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_fk: Mapped[int] = mapped_column(ForeignKey("sent_commitments.id", ondelete="CASCADE"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    sop_instance_uid: Mapped[str] = mapped_column(UID)
+    #: None until reported; True when in the Referenced SOP Sequence of the report.
+    committed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    #: Failure Reason from the Failed SOP Sequence (0x0110, 0x0112, 0x0119 …); None otherwise.
+    failure_reason: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    request: Mapped[SentCommitment] = relationship(back_populates="items")
 
 
 # --- PERF profile findings per stored instance (migration 0003_findings; perfnode/archive/findings.py) ---

@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "commit",
         help="request storage commitment from another PACS (N-ACTION)",
         description="Storage Commitment Push Model SCU: send the SOP instances of FILES, then wait "
-        "for the PACS's N-EVENT-REPORT (on the same association, or on --listen-port "
-        "where the PACS connects back to our AE title).",
+        "for the PACS's N-EVENT-REPORT: on the same association; or on a new association to our AE "
+        "title, either at --listen-port (a listener for this command) or at the running node whose "
+        "--data/--database is given (the request is recorded in its index, the node matches the report).",
     )
     p.add_argument("target", metavar="PACS", help="AE title from the AE table, or AE@host:port")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="the DICOM files whose storage to commit")
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=60.0, metavar="S", help="wait this long for the report (60)"
     )
+    p.add_argument("--data", metavar="DIR", help="data folder of the running node that receives the report")
+    p.add_argument("--database", metavar="URL", help="index URL of that node (default: SQLite in --data)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_node_options(p)
     p.set_defaults(func=run)
@@ -43,17 +46,25 @@ def run(args: argparse.Namespace) -> int:
     from perfnode.net.client import parse_target
     from perfnode.net.qr_client import commit, references
 
-    settings = settings_from(args)
+    settings = settings_from(args, data=args.data, database=args.database)
     peer = parse_target(args.target, settings)
     refs = references(args.paths)
     if not refs:
         print("perfnode commit: no DICOM files found", file=sys.stderr)
         return 2
+    archive = None
+    if args.data or args.database:
+        from perfnode.node import open_archive
+
+        archive = open_archive(settings, must_exist=True)
     try:
-        res = commit(peer, settings, refs, args.listen_port, args.timeout)
+        res = commit(peer, settings, refs, args.listen_port, args.timeout, archive=archive)
     except AssociationFailed as exc:
         print(f"perfnode commit: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if archive is not None:
+            archive.close()
     if args.json:
         print(
             json.dumps(

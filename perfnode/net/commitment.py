@@ -10,6 +10,12 @@
 With ``same_association = true`` the report is first tried on the N-ACTION's association if it is
 still open (falling back to a new one).
 
+As the **SCU** (``perfnode commit``, the pipeline's ``commit = true``), the node receives the reports
+to its own requests here too: an N-EVENT-REPORT on a new association to the node's AE (the context
+accepts SCP/SCU role selection with the caller as SCP, as Orthanc and most archives propose) is
+matched by Transaction UID to a request in ``sent_commitments`` and recorded before it is answered
+(:func:`handle_report`); unknown Transaction UIDs are answered 0x0115 naming the attribute.
+
 Settings (``[commitment]`` table): ``retry_base_s`` (2), ``retry_max_s`` (300), ``poll_s`` (1),
 ``same_association`` (false).
 """
@@ -30,10 +36,12 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 from perfnode.archive.facade import DuplicateTransaction, Report
 from perfnode.config import Peer, Settings
 from perfnode.net.ae import AssociationFailed, associate, make_ae
-from perfnode.net.context import Context, NodeContext
+from perfnode.net.context import Context, NodeContext, association_stats, peer_name
 from perfnode.net.status import (
+    INVALID_ARGUMENT_VALUE,
     MISSING_ATTRIBUTE,
     NO_SUCH_ACTION_TYPE,
+    NO_SUCH_EVENT_TYPE,
     PROCESSING_FAILURE,
     SUCCESS,
     status_dataset,
@@ -52,7 +60,10 @@ class DeliveryFailed(RuntimeError):
 
 
 def contexts(settings: Settings) -> list[Context]:
-    return [Context(str(StorageCommitmentPushModel), TRANSFER_SYNTAXES)]
+    """N-ACTION from requesters (default roles) and N-EVENT-REPORT from the peers we asked (the
+    caller proposes itself as SCP by role selection, or sends on default roles): both accepted."""
+    return [Context(str(StorageCommitmentPushModel), TRANSFER_SYNTAXES, scp_role=True, scu_role=True,
+                    role="SCP, SCU")]
 
 
 def parse_request(ds: Dataset) -> tuple[str, list[tuple[str, str]]]:
@@ -118,12 +129,66 @@ def handle_action(event: Any, ctx: NodeContext, wake: threading.Event) -> tuple[
     except DuplicateTransaction as exc:
         log.warning("storage commitment refused: %s", exc)
         return status_dataset(PROCESSING_FAILURE, str(exc)), None
+    association_stats(event.assoc)["commitment requests"] += 1
     log.info(
         "storage commitment %s from %s: %d instances (request %d)", uid, requester, len(refs), request_id
     )
     if ctx.settings.commitment.same_association:
         _OPEN[request_id] = event.assoc  # the worker tries this association first
     wake.set()
+    return SUCCESS, None
+
+
+def parse_report(ds: Dataset) -> tuple[str, list[tuple[str, str]], list[tuple[str, str, int]]]:
+    """Transaction UID, committed ``(class, instance)`` and failed ``(class, instance, reason)`` of an
+    N-EVENT-REPORT's Event Information (PS3.4 J.3.3.1); ValueError names a missing attribute."""
+    uid = str(ds.get("TransactionUID", "") or "").strip()
+    if not uid:
+        raise ValueError("(0008,1195) TransactionUID: missing or empty (PS3.4 J.3.3.1.1, Type 1)")
+    committed = [(str(it.get("ReferencedSOPClassUID", "")), str(it.get("ReferencedSOPInstanceUID", "")))
+                 for it in ds.get("ReferencedSOPSequence", None) or []]
+    failed = [(str(it.get("ReferencedSOPClassUID", "")), str(it.get("ReferencedSOPInstanceUID", "")),
+               int(it.get("FailureReason", PROCESSING_FAILURE) or PROCESSING_FAILURE))
+              for it in ds.get("FailedSOPSequence", None) or []]
+    return uid, committed, failed
+
+
+def record_report(event: Any, archive: Any, via: str) -> tuple[int, str]:
+    """Match an N-EVENT-REPORT to one of our requests and record it (durable before the answer).
+
+    Returns the status and a comment; used by the server (reports on a new association) and by the
+    SCU (:func:`perfnode.net.qr_client.commit`, reports on the N-ACTION's association)."""
+    caller = str(event.assoc.requestor.ae_title if via == "new" else event.assoc.acceptor.ae_title).strip()
+    event_type = int(event.event_type or 0)
+    if event_type not in (1, 2):
+        return NO_SUCH_EVENT_TYPE, f"Event Type ID {event_type}: only 1 and 2 exist (PS3.4 J.3.3)"
+    try:
+        uid, committed, failed = parse_report(event.event_information)
+    except ValueError as exc:
+        return INVALID_ARGUMENT_VALUE, str(exc)
+    match = archive.sent_commitments.record_report(uid, event_type, committed, failed, caller, via)
+    if match is None:
+        return INVALID_ARGUMENT_VALUE, f"(0008,1195) TransactionUID {uid}: not a request of this AE"
+    if match.destination_ae != caller:
+        log.info("storage commitment report %s from %s (the request went to %s)", uid, caller,
+                 match.destination_ae)
+    if match.unknown_instances:
+        log.warning("storage commitment report %s names %d instance(s) not in the request, e.g. %s", uid,
+                    len(match.unknown_instances), match.unknown_instances[0])
+    log.info("storage commitment report %s from %s (%s association): %d committed, %d failed -> %s", uid,
+             caller, via, len(committed), len(failed), match.state)
+    return SUCCESS, ""
+
+
+def handle_report(event: Any, ctx: NodeContext) -> tuple[Any, Dataset | None]:
+    """EVT_N_EVENT_REPORT on a new association: the report to a request this node sent."""
+    if ctx.guard is not None and (refused := ctx.guard.refuse(event, "commit")) is not None:
+        return refused, None
+    association_stats(event.assoc)["commitment reports"] += 1
+    status, comment = record_report(event, ctx.archive, "new")
+    if status != SUCCESS:
+        log.warning("storage commitment report from %s refused: %s", peer_name(event), comment)
+        return status_dataset(status, comment), None
     return SUCCESS, None
 
 
@@ -266,7 +331,8 @@ def _worker(ctx: NodeContext) -> Worker:
 
 
 def handlers(ctx: NodeContext) -> list[tuple[Any, Callable]]:
-    return [(evt.EVT_N_ACTION, partial(handle_action, ctx=ctx, wake=_worker(ctx).wake))]
+    return [(evt.EVT_N_ACTION, partial(handle_action, ctx=ctx, wake=_worker(ctx).wake)),
+            (evt.EVT_N_EVENT_REPORT, partial(handle_report, ctx=ctx))]
 
 
 def start(ctx: NodeContext) -> Callable[[], None]:

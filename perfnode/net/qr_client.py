@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -43,6 +43,9 @@ from perfnode.config import Peer, Settings
 from perfnode.net.ae import associate, listen, make_ae
 from perfnode.net.client import iter_files
 from perfnode.net.context import Context
+
+if TYPE_CHECKING:
+    from perfnode.archive.facade import Archive
 
 log = logging.getLogger("perfnode.qr_client")
 
@@ -233,26 +236,42 @@ def commit(
     refs: list[tuple[str, str]],
     listen_port: int | None = None,
     timeout: float = 60.0,
+    archive: Archive | None = None,
+    job_id: int | None = None,
 ) -> CommitResult:
     """Ask ``peer`` to commit ``refs``; wait up to ``timeout`` s for its N-EVENT-REPORT.
 
-    The report is accepted on the request's own association (kept open, with both roles
-    proposed) or, when ``listen_port`` is given, on a new association to this AE on that port.
+    The report is accepted on the request's own association (kept open, with both roles proposed),
+    or on a new association: to this AE on ``listen_port`` (a listener for this call), or — with
+    ``archive`` — to the running node's server, which matches it by Transaction UID. With ``archive``
+    the request is recorded there before the N-ACTION is sent and the report is recorded on arrival
+    (``sent_commitments``), whichever association it comes on.
     """
+    from perfnode.net.commitment import parse_report, record_report
+    from perfnode.net.status import SUCCESS, status_dataset
+
     result = CommitResult(generate_uid())
     done = threading.Event()
+    if archive is not None:
+        archive.sent_commitments.record(result.transaction_uid, peer.ae_title, refs, job_id)
 
-    def on_report(event: Any) -> tuple[int, None]:
-        info = event.event_information
-        if str(info.get("TransactionUID", "")) != result.transaction_uid:
-            return 0x0000, None  # a report for some other request
-        result.event_type = int(event.event_type)
-        result.committed = [str(it.ReferencedSOPInstanceUID) for it in info.get("ReferencedSOPSequence", [])]
-        result.failed = [
-            (str(it.ReferencedSOPInstanceUID), int(it.get("FailureReason", 0x0110)))
-            for it in info.get("FailedSOPSequence", [])
-        ]
+    def take(event_type: int, committed: list[str], failed: list[tuple[str, int]]) -> None:
+        result.event_type, result.committed, result.failed = event_type, committed, failed
         done.set()
+
+    def on_report(event: Any) -> tuple[Any, None]:
+        via = "same" if event.assoc.is_requestor else "new"
+        if archive is not None:
+            status, comment = record_report(event, archive, via)
+            if status != SUCCESS:
+                return status_dataset(status, comment), None
+        try:
+            uid, committed, failed = parse_report(event.event_information)
+        except ValueError:
+            return 0x0000, None
+        if uid == result.transaction_uid and int(event.event_type or 0) in (1, 2):
+            take(int(event.event_type), [inst for _c, inst in committed],
+                 [(inst, reason) for _c, inst, reason in failed])
         return 0x0000, None
 
     handlers = [(evt.EVT_N_EVENT_REPORT, on_report)]
@@ -261,6 +280,8 @@ def commit(
         contexts = [Context(StorageCommitmentPushModel, tuple(DEFAULT_TRANSFER_SYNTAXES),
                             scu_role=False, scp_role=True)]
         server = listen(settings, listen_port, contexts, handlers)
+    # Only this association can carry the report: keep it open until the report or the timeout.
+    keep_open_s = timeout if listen_port is None and archive is None else min(timeout, KEEP_OPEN_S)
     try:
         ae = make_ae(settings)
         ae.add_requested_context(StorageCommitmentPushModel)
@@ -280,19 +301,39 @@ def commit(
             result.comment = str(status.get("ErrorComment", "")) if status is not None else "no response"
             if result.action_status != 0x0000:
                 return result
-            deadline = time.monotonic() + timeout
-            # keep the association open a moment in case the report comes on it
-            while not done.is_set() and assoc.is_established and time.monotonic() < deadline:
-                done.wait(0.1)
-                if listen_port is not None and time.monotonic() > deadline - timeout + 2:
+            start = time.monotonic()
+            deadline = start + timeout
+            while not done.is_set() and assoc.is_established and time.monotonic() < start + keep_open_s:
+                if _recorded(archive, result.transaction_uid, take):
                     break
+                done.wait(0.1)
         finally:
             if assoc.is_established:
                 assoc.release()
-        done.wait(max(0.0, deadline - time.monotonic()))
+        while not done.is_set() and time.monotonic() < deadline:
+            if _recorded(archive, result.transaction_uid, take):
+                break
+            done.wait(0.2)
         if not done.is_set():
-            result.comment = f"no N-EVENT-REPORT within {timeout:g} s"
+            where = "" if archive is None and listen_port is None else " (on this association or a new one)"
+            result.comment = f"no N-EVENT-REPORT within {timeout:g} s{where}"
         return result
     finally:
         if server is not None:
             server.shutdown()
+
+
+#: How long the N-ACTION's association stays open for a report on it when a new one can carry it too.
+KEEP_OPEN_S = 5.0
+
+
+def _recorded(archive: Archive | None, transaction_uid: str,
+              take: Callable[[int, list[str], list[tuple[str, int]]], None]) -> bool:
+    """Whether the node's server recorded the report (on a new association); hands it to ``take``."""
+    if archive is None:
+        return False
+    out = archive.sent_commitments.outcome(transaction_uid)
+    if out is None or out.event_type is None:
+        return False
+    take(out.event_type, out.committed, out.failed)
+    return True

@@ -80,16 +80,20 @@ def _audit_export(settings: Settings, ae_title: str, host: str, delivered: list[
             description=f"{ref.instances} objects of pipeline job {job_id} delivered"))
 
 
-def request_commitment(settings: Settings, job_id: int, destination: str, archived: list[Stored],
-                       cfg: PipelineSettings, stopping: threading.Event) -> None:
-    """Ask ``destination`` to commit what was sent (Storage Commitment Push Model, report on the same
-    association); retry while it cannot be reached; raise naming the instances it did not commit."""
+def request_commitment(archive: Archive, settings: Settings, job_id: int, destination: str,
+                       archived: list[Stored], cfg: PipelineSettings, stopping: threading.Event) -> None:
+    """Ask ``destination`` to commit what was sent (Storage Commitment Push Model); retry while it
+    cannot be reached; raise naming the instances it did not commit.
+
+    The request is recorded in the index before the N-ACTION; the report is accepted on the same
+    association or on a new one to the node's server (matched by Transaction UID, recorded there)."""
     peer = settings.peer(destination)
     refs = references([s.path for s in archived])
     delay, started = cfg.retry_initial_s, time.monotonic()
     while not stopping.is_set():
         try:
-            result = commit(peer, settings, refs, timeout=cfg.commit_timeout_s)
+            result = commit(peer, settings, refs, timeout=cfg.commit_timeout_s, archive=archive,
+                            job_id=job_id)
         except (AssociationFailed, QueryFailed, OSError) as exc:
             if cfg.retry_give_up_s and time.monotonic() - started > cfg.retry_give_up_s:
                 raise RuntimeError(f"storage commitment: {destination} unreachable: {exc}") from exc

@@ -178,7 +178,8 @@ class Supervisor:
             for dest in dests:
                 deliver(self.archive, self.settings, job.id, dest, archived, self.cfg, self.stopping)
                 if self.cfg.commit:
-                    request_commitment(self.settings, job.id, dest, archived, self.cfg, self.stopping)
+                    request_commitment(self.archive, self.settings, job.id, dest, archived, self.cfg,
+                                       self.stopping)
         except Exception as exc:
             log.error("job %d: delivery failed: %s", job.id, exc)
             self.archive.jobs.finish(job.id, JobState.FAILED, f"delivery: {exc}")
