@@ -510,7 +510,7 @@ def _asl_design(ctx: list[str], t_code: np.ndarray, group_codes: list[np.ndarray
     if all(len(s) == 1 for s in per_t.values()):  # one context per time point: alternating or blocks
         order = sorted(per_t)
         seq = [next(iter(per_t[t])) for t in order]
-        first = {}
+        first: dict[int, int] = {}
         for i, t in enumerate(t_code.tolist()):
             first.setdefault(t, i)
         group = {t: tuple(int(c[first[t]]) for c in group_codes) for t in order}
@@ -655,7 +655,8 @@ def _pixels(ds: Dataset, src: Source, mosaic: Any = None) -> np.ndarray | _FileF
     n = int(ds.get("NumberOfFrames") or 1)
     shape = (n, int(ds.Rows), int(ds.Columns))
     if mosaic is not None:
-        return mosaic.tiles(ds.pixel_array.reshape(shape[1:]))
+        tiles: np.ndarray = mosaic.tiles(ds.pixel_array.reshape(shape[1:]))
+        return tiles
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     native_le = ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
@@ -695,7 +696,7 @@ class _FileFrames:
         view = self._buf[: stop - start]
         with open(self.path, "rb") as f:
             f.seek(self.offset + start * self.frame_bytes)
-            if f.readinto(memoryview(view).cast("B")) != view.nbytes:
+            if f.readinto(view.data.cast("B")) != view.nbytes:
                 raise ValueError(f"{self.path}: pixel data shorter than the header says")
         return view
 

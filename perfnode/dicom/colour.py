@@ -15,6 +15,7 @@ the caption, once per map.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import matplotlib as mpl
 import numpy as np
@@ -50,13 +51,14 @@ _COPIED = (
 )
 
 
-def _text_panel(width: int, height: int, draw) -> np.ndarray:
+def _text_panel(width: int, height: int, draw: Callable[[Figure], None]) -> np.ndarray:
     """An RGB array of ``height`` × ``width`` pixels drawn by ``draw(fig)`` on black."""
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="black")
     canvas = FigureCanvasAgg(fig)
     draw(fig)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
+    # matplotlib's backend_agg has no annotations (no stub either)
+    canvas.draw()  # type: ignore[no-untyped-call]
+    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]
     return np.ascontiguousarray(rgba[:height, :width, :3])
 
 

@@ -233,8 +233,9 @@ def _same_bytes(a: Any, b: Any) -> bool:
     return all(_no_nan(v, a.value[s:e]) for v, s, e in values)
 
 
-def _no_nan(vr: bytes, raw: bytes) -> bool:
-    """Can the value ``raw`` of VR ``vr`` not decode to NaN (or to anything but by its bytes)?"""
+def _no_nan(vr: bytes | None, raw: bytes) -> bool:
+    """Can the value ``raw`` of VR ``vr`` (None: not in the element) not decode to NaN (or to anything
+    but by its bytes)?"""
     if vr in FLOATS:
         size = np.dtype(FLOATS[vr]).itemsize
         return len(raw) % size == 0 and not np.isnan(np.frombuffer(raw, FLOATS[vr])).any()

@@ -50,7 +50,7 @@ class _Frame:
     source: int  # index into the list of sources
     index: int  # 0-based frame index in its source (slice index of a mosaic)
     temporal: int | None
-    position: tuple[float, float, float]
+    position: tuple[float, ...]  # (x, y, z) mm; NaN when absent
     orientation: tuple[float, ...]
     times: dict[str, Any]  # timing source keyword → datetime (DT sources) or seconds (relative ones)
     slope: float

@@ -13,6 +13,8 @@ import re
 import warnings
 from dataclasses import dataclass
 from math import ceil, sqrt
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -50,12 +52,13 @@ def is_mosaic(ds: Dataset) -> bool:
     return "MOSAIC" in [str(v).upper() for v in (ds.get("ImageType") or [])]
 
 
-def _wrapper(ds: Dataset):  # noqa: ANN202 - nibabel's wrapper class
+def _wrapper(ds: Dataset) -> tuple[Any, ModuleType]:
+    """nibabel's DICOM wrapper of ``ds`` (untyped: nibabel.nicom has no annotations) and its CSA reader."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel warns that its DICOM readers are experimental
         from nibabel.nicom import csareader, dicomwrappers
 
-        return dicomwrappers.wrapper_from_data(ds), csareader
+        return dicomwrappers.wrapper_from_data(ds), csareader  # type: ignore[no-untyped-call]
 
 
 def read(ds: Dataset) -> Mosaic:

@@ -38,6 +38,7 @@ import highdicom as hd
 import numpy as np
 from highdicom._standard_utils import is_multiframe_image
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
+from numpy.typing import NDArray
 from pydicom import config
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -100,10 +101,13 @@ def _frame_geometry(ds: Dataset) -> list[tuple[tuple[float, ...], tuple[float, .
     for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence, start=1):
 
         def item(seq: str, frame: Dataset = frame, i: int = i) -> Dataset:
+            found: Dataset
             if seq in frame:
-                return frame[seq][0]
+                found = frame[seq][0]
+                return found
             if seq in shared:
-                return shared[seq][0]
+                found = shared[seq][0]
+                return found
             raise ValueError(
                 f"frame {i} of {ds.get('SOPInstanceUID', '?')}: {seq} is in neither the "
                 f"per-frame nor the shared functional groups (PS3.3 C.7.6.16.2)"
@@ -128,8 +132,8 @@ class MapGeometry:
     """The grid maps live on: the source's frame of reference, orientation, slices and spacing."""
 
     frame_of_reference_uid: str
-    orientation: tuple[float, float, float, float, float, float]
-    positions: tuple[tuple[float, float, float], ...]  # one per slice, ascending along the normal
+    orientation: tuple[float, ...]  # (row x, y, z, column x, y, z) direction cosines
+    positions: tuple[tuple[float, ...], ...]  # (x, y, z) mm, one per slice, ascending along the normal
     pixel_spacing: tuple[float, float]  # (between rows, between columns), mm
     rows: int
     columns: int
@@ -216,7 +220,7 @@ class MapGeometry:
         pos = np.asarray([f[0] for f in frames])
         dist = pos @ normal
         order = np.argsort(dist, kind="stable")
-        unique: list[tuple[float, float, float]] = []
+        unique: list[tuple[float, ...]] = []
         last = None
         for i in order:
             if last is None or abs(dist[i] - last) > _POSITION_TOLERANCE_MM:
@@ -452,7 +456,8 @@ def _frame_planes(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         def col(path: tuple[str, str], width: int) -> np.ndarray:
             values = [np.full(width, np.nan) if v is None else np.asarray(v, float)
                       for v in fg.column(*path).values]
-            return np.stack(values)[fg.column(*path).codes]
+            per_frame: NDArray[np.float64] = np.stack(values)[fg.column(*path).codes]
+            return per_frame
 
         return (col(("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
                 col(("PlanePositionSequence", "ImagePositionPatient"), 3),

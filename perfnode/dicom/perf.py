@@ -25,6 +25,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -33,6 +34,10 @@ from perfnode.dicom.concatenation import check_parts
 from perfnode.dicom.concatenation import groups as concatenation_groups
 from perfnode.dicom.findings import Finding, Severity
 from perfnode.dicom.groups import Column, FunctionalGroups, functional_groups
+
+#: A frame's cell of the (position × time × …) grid: (Stack ID, In-Stack Position, Temporal Position
+#: Index, further Dimension Index Values …); positions and times may be None.
+Cell = tuple[Any, ...]
 
 ENHANCED = {
     "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
@@ -201,7 +206,7 @@ def check_object(parts: list[Dataset]) -> list[Finding]:
     return out
 
 
-def _object_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int], str]:
+def _object_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[Cell, int], str]:
     """:func:`check_object` but the completeness of the (position × time) grid, which a series of
     several objects judges over all of them: the findings, the frames' cells, and where they are."""
     out: list[Finding] = []
@@ -215,7 +220,7 @@ def _object_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int]
     return out + findings, cells, where
 
 
-def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[tuple, int], str]:
+def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[Cell, int], str]:
     """Frame Type, Temporal Position Index, Dimension Index Values, duplicates and grid, over all parts."""
     parts = sorted(parts, key=lambda p: int(p.get("InConcatenationNumber") or 0))
     where0 = (
@@ -306,8 +311,8 @@ class _Frames:
         self.no_tpi: list[int] = []
         self.mismatch: dict[str, list[int]] = defaultdict(list)
         self.stack_index: dict[str, set[int]] = defaultdict(set)
-        self.cells: dict[tuple, int] = {}  # (stack, position, time, …) → first frame number
-        self.dupes: dict[tuple, list[int]] = {}  # cells in more than one frame → their frame numbers
+        self.cells: dict[Cell, int] = {}  # (stack, position, time, …) → first frame number
+        self.dupes: dict[Cell, list[int]] = {}  # cells in more than one frame → their frame numbers
         self.n = 0
 
     def _frame_types(self, fg: FunctionalGroups) -> tuple[list[int], list[list[str]]]:
@@ -365,7 +370,7 @@ class _Frames:
             self._pointer_rules(frame_no, tpi, pos_no, stack, div)
             self._add_cell((str(stack), pos_no, tpi, *div[3:]), frame_no)
 
-    def _add_cell(self, key: tuple, frame_no: int) -> None:
+    def _add_cell(self, key: Cell, frame_no: int) -> None:
         if key in self.cells:
             self.dupes.setdefault(key, [self.cells[key]]).append(frame_no)
         else:
@@ -430,7 +435,8 @@ def _equal(col: Column, values: np.ndarray) -> np.ndarray:
     """Per frame: is the column's value the integer in ``values``? (False where unsure: judged alone.)"""
     exact = [type(v) is int and -(2**63) < v < 2**63 for v in col.values]
     ints = np.array([v if ok else 0 for v, ok in zip(col.values, exact, strict=True)], np.int64)
-    return np.array(exact, bool)[col.codes] & (ints[col.codes] == values)
+    equal: NDArray[np.bool_] = np.array(exact, bool)[col.codes] & (ints[col.codes] == values)
+    return equal
 
 
 def _frame_type_found(ft: Any) -> list[str]:
@@ -439,8 +445,8 @@ def _frame_type_found(ft: Any) -> list[str]:
     return [f.found for f in _values("", "FrameType", values)]
 
 
-def _grid(cells: dict[tuple, Any], where: str) -> list[Finding]:
-    by_stack: dict[str, set[tuple]] = defaultdict(set)
+def _grid(cells: dict[Cell, Any], where: str) -> list[Finding]:
+    by_stack: dict[str, set[Cell]] = defaultdict(set)
     for k in cells:
         by_stack[k[0]].add(k[1:])
     out = []
@@ -496,7 +502,7 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
     if len(enhanced) == 1:
         out += check_object(enhanced[0])
     elif enhanced:  # the grid is judged over all the objects of the series
-        cells: dict[tuple, None] = {}
+        cells: dict[Cell, None] = {}
         for o in enhanced:
             findings, object_cells, _ = _object_rules(o)
             out += findings

@@ -163,7 +163,7 @@ def summary(record: Mapping[str, Any]) -> str:
 
 def human_text(record: Mapping[str, Any]) -> str:
     """All of the record as ``key: value`` lines, QC findings one per line (fits in LT)."""
-    lines = []
+    lines: list[str] = []
     for key, value in record.items():
         if key == "qc_findings":
             continue
@@ -211,4 +211,5 @@ def read_provenance(ds: Dataset) -> dict[str, Any]:
         ) from None
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return json.loads(text)
+    record: dict[str, Any] = json.loads(text)
+    return record

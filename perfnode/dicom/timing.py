@@ -114,7 +114,7 @@ def _seconds_of(kw: str, vals: list[Any]) -> tuple[np.ndarray, datetime | None]:
         return np.full(len(vals), np.nan), None
     start = min(known)
     sec = {v: (v - start).total_seconds() for v in known}
-    sec[None] = np.nan  # type: ignore[index]
+    sec[None] = np.nan
     return np.array([sec[v] for v in vals], float), start
 
 

@@ -66,7 +66,7 @@ def _name(ts: str) -> str:
 
 @cache
 def _can_encode(ts: str) -> bool:
-    from pydicom.pixels import get_encoder
+    from pydicom.pixels.encoders.base import get_encoder  # what pydicom.pixels re-exports
 
     try:
         return bool(get_encoder(ts).is_available)

@@ -30,6 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
@@ -148,13 +149,14 @@ def check_object(path: str | Path, transfer_syntax: str, offset: int | None = No
                 buf.close()
 
 
-def _dataset_start(fp, size: int) -> int:
+def _dataset_start(fp: BinaryIO, size: int) -> int:
     """Offset of the dataset after the 128-byte preamble, "DICM" and the group 2 elements."""
     head = fp.read(144)
     if len(head) < 144 or head[128:132] != b"DICM":
         raise Unreadable("no Part 10 preamble and 'DICM' prefix (PS3.10 7.1)")
     if head[132:136] == b"\x02\x00\x00\x00" and head[136:138] == b"UL":
-        return 144 + struct.unpack_from("<I", head, 140)[0]
+        meta_length: int = struct.unpack_from("<I", head, 140)[0]
+        return 144 + meta_length
     pos = 132  # no group length: walk the group 2 elements (always Explicit VR Little Endian)
     fp.seek(pos)
     while pos + 8 <= size:
@@ -169,7 +171,7 @@ def _dataset_start(fp, size: int) -> int:
     return pos
 
 
-def _inflate(fp) -> bytes:
+def _inflate(fp: BinaryIO) -> bytes:
     d = zlib.decompressobj(-zlib.MAX_WBITS)
     out = bytearray()
     while chunk := fp.read(1 << 20):
@@ -432,15 +434,16 @@ class _Walker:
 TYPE1_TABLE = Path(__file__).with_name("type1_table.json")
 
 
-def build_type1_table() -> dict:
+def build_type1_table() -> dict[str, Any]:
     """{"sop_class_iod": {uid: iod}, "iod_type1": {iod: [[tag, module], …]}} from highdicom's tables."""
     import json
     import pkgutil
 
-    def load(name: str) -> dict:
+    def load(name: str) -> dict[str, Any]:
         data = pkgutil.get_data("highdicom", f"_standard/{name}.json")
         assert data is not None, name
-        return json.loads(data)
+        table: dict[str, Any] = json.loads(data)
+        return table
 
     sop_iod, iod_modules, module_attrs = load("sop_class_iod_map"), load("iod_module_map"), load(
         "module_attribute_map")
@@ -461,10 +464,11 @@ def build_type1_table() -> dict:
 
 
 @lru_cache(maxsize=1)
-def _type1_table() -> dict:
+def _type1_table() -> dict[str, Any]:
     import json
 
-    return json.loads(TYPE1_TABLE.read_text())
+    table: dict[str, Any] = json.loads(TYPE1_TABLE.read_text())
+    return table
 
 
 @lru_cache(maxsize=256)
