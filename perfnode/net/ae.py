@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pydicom.uid import UID
 from pynetdicom import AE
 from pynetdicom.association import Association
 
@@ -93,8 +94,14 @@ def associate(ae: AE, peer: Peer, settings: Settings | None = None, **kwargs: An
         kwargs["tls_args"] = tls_args(settings or Settings(), peer)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
     if not assoc.is_established:
-        why = ("the peer rejected it" if assoc.is_rejected
-               else "no connection, or the peer closed it")
+        refused = assoc.rejected_contexts if assoc.is_aborted and not assoc.accepted_contexts else []
+        if refused:
+            names = sorted({UID(cx.abstract_syntax).name for cx in refused})
+            what = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            why = f"the peer accepted none of the presentation contexts proposed ({what})"
+        else:
+            why = ("the peer rejected it" if assoc.is_rejected
+                   else "no connection, or the peer closed it")
         raise AssociationFailed(f"no association with {where(peer)}: {why}")
     return assoc
 

@@ -40,7 +40,7 @@ from pynetdicom.sop_class import (
 )
 
 from perfnode.config import Peer, Settings
-from perfnode.net.ae import associate, listen, make_ae
+from perfnode.net.ae import AssociationFailed, associate, listen, make_ae
 from perfnode.net.client import iter_files
 from perfnode.net.context import Context
 
@@ -288,6 +288,9 @@ def commit(
         role = build_role(StorageCommitmentPushModel, scu_role=True, scp_role=True)
         assoc = associate(ae, peer, settings, ext_neg=[role], evt_handlers=handlers)
         try:
+            if not any(cx.abstract_syntax == StorageCommitmentPushModel for cx in assoc.accepted_contexts):
+                raise AssociationFailed(f"{peer.ae_title}@{peer.host}:{peer.port} does not support Storage "
+                                        "Commitment Push Model (its presentation context was rejected)")
             ds = Dataset()
             ds.TransactionUID = result.transaction_uid
             items = []

@@ -4,12 +4,13 @@ Issue 15: the pipeline (``commit = true``) waited for the report on its own asso
 server had no N-EVENT-REPORT handler (pynetdicom: "No handler has been bound to EVT_N_EVENT_REPORT",
 Orthanc: "The request cannot be handled by remote AET"), so every job failed. Now the node's server
 matches the report to the request it sent, by Transaction UID, and records it in ``sent_commitments``.
+The pipeline's own path (maps → Orthanc → commitment) is the case ``ec-rad10-pipeline-orthanc`` of
+``conformance/run`` (``tests/test_conformance_run.py``); here, the same server path via ``perfnode commit``.
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from pydicom import dcmread
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from perfnode.archive.db import Database
 from perfnode.archive.models import SentCommitment
 from perfnode.phantoms import make
-from tests.nodes import Node, free_port, need, perfnode, run
+from tests.nodes import Node, free_port, perfnode, run
 from tests.orthanc import Orthanc
 
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
@@ -39,8 +40,8 @@ def sent_rows(node: Node) -> list[SentCommitment]:
 
 @pytest.fixture
 def pair(tmp_path):
-    """A node whose pipeline sends its maps to Orthanc and asks it to commit them; Orthanc knows the
-    node (DicomModalities) and reports back to it on a new association."""
+    """A node that knows Orthanc, and an Orthanc that knows the node (DicomModalities) and reports back to
+    it on a new association."""
     node_port = free_port()
     orthanc = Orthanc(tmp_path / "orthanc", modalities={"PERFNODE": ("PERFNODE", "127.0.0.1", node_port)})
     orthanc.start()
@@ -49,14 +50,6 @@ def pair(tmp_path):
 [peers.ORTHANC]
 host = "127.0.0.1"
 port = {orthanc.dicom_port}
-
-[pipeline]
-destinations = ["ORTHANC"]
-stable_s = 1
-commit = true
-commit_timeout_s = 30
-retry_initial_s = 0.5
-retry_max_s = 2
 """)
     node = Node(data=tmp_path / "node", port=node_port, extra=["--config", str(cfg)])
     try:
@@ -64,33 +57,6 @@ retry_max_s = 2
     finally:
         node.stop()
         orthanc.stop()
-
-
-def test_pipeline_commitment_report_from_orthanc_on_a_new_association(pair, tmp_path):
-    node, orthanc = pair
-    make("dsc", "single", tmp_path / "phantom", seed=7)
-    res = run([need("storescu"), "-aec", "PERFNODE", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1",
-               str(node.port), str(tmp_path / "phantom")], timeout=120)
-    assert res.returncode == 0, res.stderr
-    deadline = time.monotonic() + 240
-    jobs: list[dict] = []
-    while time.monotonic() < deadline:
-        jobs = json.loads(run(perfnode("jobs", "--json", "--data", str(node.data)), check=True).stdout)
-        if jobs and all(j["state"] in ("done", "failed", "held") for j in jobs):
-            break
-        time.sleep(0.5)
-    (job,) = [j for j in jobs if j["analysis"] == "dsc"]
-    assert job["state"] == "done", f"{job['error']}\n{node.output()[-3000:]}"
-    # Orthanc holds the maps, and committed every one of them in a report the node recorded
-    maps = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID)
-            for p in (node.data / "objects").rglob("*.dcm")
-            if dcmread(p, stop_before_pixels=True).SOPClassUID == PARAMETRIC_MAP}
-    assert maps and set(orthanc.instances()) >= maps
-    (row,) = sent_rows(node)
-    assert (row.destination_ae, row.state, row.event_type, row.reporter_ae, row.via, row.job_id) == (
-        "ORTHANC", "committed", 1, "ORTHANC", "new", job["id"])
-    assert {i.sop_instance_uid for i in row.items if i.committed} == maps
-    assert node.logged("storage commitment report") and "No handler" not in node.output()
 
 
 def test_commit_command_with_orthanc_new_association_and_listen_port(pair, tmp_path):
