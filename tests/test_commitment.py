@@ -317,3 +317,40 @@ def test_reports_to_requests_this_node_sent(node, tmp_path):
     out = sent.outcome(db, uid)
     assert out is not None and (out.state, out.failed) == ("committed", [])
     db.dispose()
+
+
+def test_scu_takes_the_report_on_the_same_association_and_records_it(tmp_path):
+    """A PACS that answers on the N-ACTION's own association (pynetdicom here; perfnode with
+    ``same_association = true``): ``commit`` takes it there and records it as the node would."""
+    from perfnode.archive.facade import Archive
+    from perfnode.config import Peer, Settings
+    from perfnode.net.qr_client import commit
+
+    def on_action(event):
+        info = event.action_information
+
+        def report() -> None:
+            time.sleep(0.2)  # after the N-ACTION-RSP
+            ds = Dataset()
+            ds.TransactionUID = info.TransactionUID
+            ds.ReferencedSOPSequence = info.ReferencedSOPSequence
+            event.assoc.send_n_event_report(ds, 1, StorageCommitmentPushModel, WELL_KNOWN)
+
+        threading.Thread(target=report, daemon=True).start()
+        return 0x0000, None
+
+    pacs = AE(ae_title="PACS")
+    pacs.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
+    port = free_port()
+    server = pacs.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_N_ACTION, on_action)])
+    archive = Archive.open(tmp_path / "data", f"sqlite:///{tmp_path / 'index.sqlite'}")
+    try:
+        refs = [(CTImageStorage, "1.9.7.1"), (CTImageStorage, "1.9.7.2")]
+        res = commit(Peer("PACS", "127.0.0.1", port), Settings(), refs, timeout=20, archive=archive)
+        assert (res.action_status, res.event_type, sorted(res.committed)) == (0, 1, ["1.9.7.1", "1.9.7.2"])
+        out = archive.sent_commitments.outcome(res.transaction_uid)
+        assert out is not None
+        assert (out.state, out.via, out.reporter_ae) == ("committed", "same", "PACS")
+    finally:
+        archive.close()
+        server.shutdown()
