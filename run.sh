@@ -78,7 +78,7 @@ case "$cmd" in
   setup) echo "run.sh: ready ($VENV)" ;;
   serve) exec "$VENV/bin/perfnode" serve "$@" ;;
   test)
-    "$VENV/bin/ruff" check perfnode tests benchmarks
+    "$VENV/bin/ruff" check perfnode tests benchmarks conformance/run
     "$VENV/bin/mypy"                      # [tool.mypy] in pyproject.toml: strict where listed
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) name="$1"; shift; exec "$VENV/bin/python" "benchmarks/$name.py" "$@" ;;
