@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: module (under perfnode/) → the tests that exercise it in-process.
 MODULES: dict[str, list[str]] = {
-    "dicom/perf.py": ["tests/dicom/test_perf_rules.py", "tests/dicom/test_perf_mutants.py",
+    "dicom/perf.py": ["tests/dicom/test_perf_findings.py", "tests/dicom/test_perf_rules.py",
+                      "tests/dicom/test_perf_mutants.py",
                       "tests/dicom/test_fast_paths.py", "tests/dicom/test_check_command.py",
                       "tests/phantoms/test_dicom_objects.py"],
     "archive/query.py": ["tests/test_query.py", "tests/test_query_brackets.py"],

@@ -322,7 +322,8 @@ class _Frames:
         seen: dict[tuple[int, int], int] = {}
         founds: list[list[str]] = []
         index = []
-        for pair in zip(mr.codes.tolist(), ct.codes.tolist(), strict=True):
+        for mr_code, ct_code in np.column_stack((mr.codes, ct.codes)).tolist():
+            pair = (mr_code, ct_code)
             k = seen.get(pair)
             if k is None:
                 k = seen[pair] = len(founds)
@@ -336,7 +337,8 @@ class _Frames:
         if pointers and len(div) != len(pointers):
             self.mismatch[f"{len(div)} values for {len(pointers)} pointers"].append(frame_no)
             return
-        for ptr, v in zip(pointers, div, strict=False):
+        for j, ptr in enumerate(pointers):  # as many values as pointers, or no pointers at all
+            v = div[j]
             if ptr == IN_STACK_POSITION and pos_no != v:
                 self.mismatch[f"InStackPositionNumber {pos_no} vs index {v}"].append(frame_no)
             elif ptr == TEMPORAL_INDEX and tpi is not None and tpi != v:
@@ -349,14 +351,12 @@ class _Frames:
         types, founds = self._frame_types(fg)
         divs = fg.column("FrameContentSequence", "DimensionIndexValues")
         div_ints: dict[int, list[int]] = {}  # per distinct Dimension Index Values: as ints
-        columns = (
-            types,
-            fg.column("FrameContentSequence", "TemporalPositionIndex").tolist(),
-            fg.column("FrameContentSequence", "InStackPositionNumber").tolist(),
-            fg.column("FrameContentSequence", "StackID").tolist(),
-            divs.codes.tolist(),
-        )
-        for i, (t, tpi, pos_no, stack, d) in enumerate(zip(*columns, strict=True)):
+        tpis = fg.column("FrameContentSequence", "TemporalPositionIndex").tolist()
+        pos_nos = fg.column("FrameContentSequence", "InStackPositionNumber").tolist()
+        stacks = fg.column("FrameContentSequence", "StackID").tolist()
+        codes = divs.codes.tolist()
+        for i, t in enumerate(types):  # every column has one entry per frame
+            tpi, pos_no, stack, d = tpis[i], pos_nos[i], stacks[i], codes[i]
             self.n += 1
             frame_no = offset + i + 1
             for found in founds[t]:
@@ -410,22 +410,14 @@ class _Frames:
             for i in np.flatnonzero(suspect).tolist():
                 self._pointer_rules(frame_nos[i], tpi[i], pos_no[i], _SKIP, div[i].tolist())
         stack_per_frame = [stacks[c] for c in stack_col.codes.tolist()]
-        if k > 3:
-            rest = div[:, 3:].tolist()
-            keys = [(s, p, t, *r) for s, p, t, r in zip(stack_per_frame, pos_no, tpi, rest, strict=True)]
-        else:
-            keys = list(zip(stack_per_frame, pos_no, tpi, strict=True))
-        for key, frame_no in zip(keys, frame_nos, strict=True):
-            self._add_cell(key, frame_no)
+        rest = div[:, 3:].tolist()  # the further Dimension Index Values of each frame, if any
+        for i, frame_no in enumerate(frame_nos):
+            self._add_cell((stack_per_frame[i], pos_no[i], tpi[i], *rest[i]), frame_no)
 
     def _stack_indices(self, stacks: list[str], codes: np.ndarray, values: np.ndarray) -> None:
         """``stack_index[Stack ID] ∪= index`` for every frame, in order of first occurrence."""
-        pairs = codes * (int(values.max()) - int(values.min()) + 1) + (values - values.min())
-        seen: set[int] = set()
-        for i, pair in enumerate(pairs.tolist()):
-            if pair not in seen:
-                seen.add(pair)
-                self.stack_index[stacks[int(codes[i])]].add(int(values[i]))
+        for code, value in dict.fromkeys(map(tuple, np.column_stack((codes, values)).tolist())):
+            self.stack_index[stacks[code]].add(value)
 
 
 _SKIP = object()  # no Stack ID: its indices were collected for the whole part
@@ -434,7 +426,7 @@ _SKIP = object()  # no Stack ID: its indices were collected for the whole part
 def _equal(col: Column, values: np.ndarray) -> np.ndarray:
     """Per frame: is the column's value the integer in ``values``? (False where unsure: judged alone.)"""
     exact = [type(v) is int and -(2**63) < v < 2**63 for v in col.values]
-    ints = np.array([v if ok else 0 for v, ok in zip(col.values, exact, strict=True)], np.int64)
+    ints = np.array([v if exact[i] else 0 for i, v in enumerate(col.values)], np.int64)
     equal: NDArray[np.bool_] = np.array(exact, bool)[col.codes] & (ints[col.codes] == values)
     return equal
 
