@@ -404,7 +404,7 @@ class _Frames:
                 if ptr == IN_STACK_POSITION:
                     suspect |= ~_equal(pos_col, div[:, j])
                 elif ptr == TEMPORAL_INDEX:
-                    suspect |= ~tpi_none & ~_equal(tpi_col, div[:, j])
+                    suspect |= ~_equal(tpi_col, div[:, j])  # no TPI: judged alone, which skips it
                 elif ptr == STACK_ID:
                     self._stack_indices(stacks, stack_col.codes, div[:, j])
             for i in np.flatnonzero(suspect).tolist():

@@ -216,17 +216,20 @@ TPI_ABSENT = ("ERROR: (0020,9128) TemporalPositionIndex [instance <uid>, {}]: fo
               "in the Frame Content Sequence of every frame (R+) (IHE RAD TF-2 Table 4.8.4.1.2.5.2-2)")
 
 
-@pytest.mark.parametrize(("gone", "named"), [
-    (8, "frames 1, 2, 3, 4, 5, 6, 7, 8 (8 of 15)"),
-    (9, "frames 1, 2, 3, 4, 5, 6, 7, 8 … (9 of 15)"),
-    (2, "frames 1, 2 (2 of 15)"),
+@pytest.mark.parametrize(("gone", "named", "shared_cells"), [
+    (8, "frames 1, 2, 3, 4, 5, 6, 7, 8 (8 of 15)", 3),
+    (9, "frames 1, 2, 3, 4, 5, 6, 7, 8 … (9 of 15)", 3),
+    (2, "frames 1, 2 (2 of 15)", 0),
 ])
-def test_frames_are_named_up_to_eight(tmp_path, gone, named):
+def test_frames_are_named_up_to_eight(tmp_path, gone, named, shared_cells):
     def change(dss):
         for fc in _frame_contents(dss[0])[:gone]:
             del fc.TemporalPositionIndex
 
-    assert TPI_ABSENT.format(named) in _both(_series(tmp_path, change))
+    # frames without a time point share (stack, position, None) cells; the grid is not judged without them
+    found = _both(_series(tmp_path, change))
+    assert found[0] == TPI_ABSENT.format(named)
+    assert len(found) == 1 + shared_cells and all("in one frame" in f for f in found[1:])
 
 
 def test_per_instance_check_judges_the_grid_of_a_whole_instance(tmp_path):
@@ -373,4 +376,58 @@ def test_a_frame_without_its_position_is_a_cell_of_its_own(tmp_path):
         f"{DIV}, frame 4 (1 of 15)]: found InStackPositionNumber None vs index 1; {CONTENT}",
         f"{DIV}, stack 1]: found 5 cell(s) of the 4 × 5 grid missing: position 1, time 2; position None, "
         f"time 1; position None, time 3; position None, time 4; position None, time 5; {GRID}"]
+
+
+
+def _enhanced_variant(ds: Dataset, image_type3: str, frame_type3: str, tpi_pointer: bool) -> Dataset:
+    ds = deepcopy(ds)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", image_type3]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for kw in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence"):
+        if kw in shared:
+            shared[kw].value[0].FrameType = ["ORIGINAL", "PRIMARY", frame_type3, "NONE"]
+    if not tpi_pointer:
+        ds.DimensionIndexSequence = Sequence(ds.DimensionIndexSequence[:2])
+    return ds
+
+
+@pytest.mark.parametrize("technique", ["dsc", "ctp"])
+def test_what_counts_as_a_perfusion_object(tmp_path, technique):
+    enhanced = _readings(_series(tmp_path / "e", technique=technique))[1][0]
+    assert is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "PERFUSION", False))  # by Frame Type
+    assert is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "OTHER", True))  # by its pointer
+    assert is_perfusion_candidate(_enhanced_variant(enhanced, "PERFUSION", "OTHER", False))  # Image Type
+    assert not is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "OTHER", False))
+    classic = _readings(_series(tmp_path / "c", shape="classic", technique=technique))[0][0]
+    assert is_perfusion_candidate(classic)
+    classic.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert is_perfusion_candidate(classic)  # by its Temporal Position Identifier
+    del classic.TemporalPositionIdentifier
+    assert not is_perfusion_candidate(classic)
+    classic.ImageType = ["ORIGINAL", "PRIMARY", "PERFUSION"]
+    assert is_perfusion_candidate(classic)
+    classic.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture: never by its frames
+    classic.ImageType = ["DERIVED", "SECONDARY"]
+    classic.TemporalPositionIdentifier = 1
+    assert not is_perfusion_candidate(classic)
+
+
+def test_frames_of_a_concatenation_are_numbered_across_its_parts(tmp_path):
+    _, files = make("dsc", "concat", tmp_path, size=SIZE, seed=3, parts=2)
+    ds = pydicom.dcmread(files[1])
+    del _frame_contents(ds)[2].TemporalPositionIndex
+    ds.save_as(files[1], enforce_file_format=True)
+    whole = _both(files)
+    part = _both(files[1:], lambda headers: check_dataset(headers[0]))
+    assert whole == [TPI_ABSENT.replace("instance", "concatenation of").format("frame 11 (1 of 15)")]
+    assert part == [TPI_ABSENT.format("frame 3 (1 of 7)")]
+
+
+def test_an_unknown_pointer_is_named_by_its_tag(tmp_path):
+    ds = _readings(_series(tmp_path))[0][0]
+    ds.DimensionIndexSequence[1].FunctionalGroupPointer = 0x00191010
+    assert _text(check_dataset(ds)) == [
+        "ERROR: (0020,9167) FunctionalGroupPointer [instance <uid>, dimension item 2]: found (0019,1010) "
+        "(0019,1010) for InStackPositionNumber; expected FrameContentSequence (0020,9111) "
+        "(IHE RAD TF-2 4.8.4.1.2.5.2)"]
 
