@@ -112,6 +112,22 @@ def test_findscu_study_root_all_levels(loaded, tmp_path):
     )
 
 
+def test_findscu_ff01_for_keys_returned_but_not_matched_and_the_log_counts_queries(loaded, tmp_path):
+    """PS3.4 C.4.1.1.4: FF01 when an optional key is not supported for existence *or matching*: a
+    matching value on a derived count is not matched (all studies of PA answer), so FF00 would lie.
+    The association's log line counts the C-FIND (not "no requests")."""
+    res, log = findscu(loaded, tmp_path, "QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientID=PA",
+                       "NumberOfStudyRelatedInstances=99", "InstanceAvailability")
+    [r] = res
+    assert "Pending: WarningUnsupportedOptionalKeys" in log and "(Pending)" not in log
+    assert r.NumberOfStudyRelatedInstances == 5 and r.InstanceAvailability == "ONLINE"
+    res, log = findscu(loaded, tmp_path, "QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientID=PA")
+    assert len(res) == 1 and "(Pending)" in log and "WarningUnsupportedOptionalKeys" not in log
+    assert loaded.logged("FINDSCU@127.0.0.1")
+    assert loaded.logged("C-FIND 1, matches 1")
+    assert not any("FINDSCU" in line and "no requests" in line for line in loaded.output().splitlines())
+
+
 def test_findscu_patient_root(loaded, tmp_path):
     res, _ = findscu(
         loaded,

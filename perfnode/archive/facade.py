@@ -328,5 +328,11 @@ class FindRun:
         """Keys the identifier asked for that the index does not hold (FF01 pending)."""
         return list(self.query.unsupported)
 
+    @property
+    def optional_keys_not_supported(self) -> bool:
+        """Whether the pending status is FF01 (PS3.4 C.4.1.1.4): a requested key not returned, a
+        matching value not matched, or a private attribute left out."""
+        return bool(self.query.unsupported or self.query.not_matched)
+
     def pages(self, page_size: int = 200, offset: int = 0) -> Iterator[list[Dataset]]:
         return self.query.pages(self._db, page_size, offset)

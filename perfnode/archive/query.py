@@ -241,9 +241,16 @@ class Query:
         self.matching: dict[str, Any] = {}
         self.return_keys: list[str] = []  # keywords in identifier order
         self.unsupported: list[int] = []  # tags requested that we return empty
+        #: Keys whose value we return, but whose matching value the identifier gave is not matched
+        #: (derived counts, SOP Classes in Study) or that we leave out (private attributes).
+        self.not_matched: list[int] = []
         for elem in identifier:
             kw = elem.keyword or keyword_for_tag(elem.tag)
-            if kw in _SERVICE_KEYS or elem.tag.group == 0x0000 or elem.tag.is_private:
+            if kw in _SERVICE_KEYS or elem.tag.group == 0x0000:
+                continue
+            if elem.tag.is_private:
+                if not elem.tag.is_private_creator:
+                    self.not_matched.append(int(elem.tag))
                 continue
             self.return_keys.append(kw)
             matchable = kw in _COLUMNS and _COLUMNS[kw][0] in visible
@@ -251,7 +258,8 @@ class Query:
                 if _values(elem.value):
                     self.matching[kw] = elem.value
             elif kw in _DERIVED and _DERIVED[kw] == level:
-                pass
+                if _values(elem.value):  # returned, but not a matching key (PS3.4 C.4.1.1.4: FF01)
+                    self.not_matched.append(int(elem.tag))
             else:
                 self.unsupported.append(int(elem.tag))
         self._check_hierarchy(retrieve, relational)

@@ -23,7 +23,7 @@ from pynetdicom.sop_class import (
 
 from perfnode.archive.facade import PATIENT_ROOT, STUDY_ROOT, QueryError, needs_unicode
 from perfnode.config import Settings
-from perfnode.net.context import Context, NodeContext
+from perfnode.net.context import Context, NodeContext, association_stats
 from perfnode.net.status import (
     CANCEL,
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
@@ -94,7 +94,8 @@ def handle_find(event: Any, ctx: NodeContext) -> Iterator[tuple[Any, Dataset | N
     if ctx.guard is not None:
         ctx.guard.queried(event)
     requested_charset = identifier.get("SpecificCharacterSet")
-    pending = PENDING_OPTIONAL_KEYS_NOT_SUPPORTED if query.unsupported else PENDING
+    pending = PENDING_OPTIONAL_KEYS_NOT_SUPPORTED if query.optional_keys_not_supported else PENDING
+    availability = "InstanceAvailability" in identifier
     n = 0
     for page in query.pages():
         for ds in page:
@@ -103,12 +104,16 @@ def handle_find(event: Any, ctx: NodeContext) -> Iterator[tuple[Any, Dataset | N
                 yield CANCEL, None
                 return
             ds.RetrieveAETitle = ctx.settings.ae_title
+            if availability:
+                ds.InstanceAvailability = "ONLINE"
             charset = response_charset(requested_charset, ds)
             if charset:
                 ds.SpecificCharacterSet = charset
             n += 1
+            association_stats(event.assoc)["matches"] += 1
             yield pending, ds
-    log.info("C-FIND %s level: %d matches", query.level, n)
+    ff01 = " (0xFF01: optional keys not supported)" if pending == PENDING_OPTIONAL_KEYS_NOT_SUPPORTED else ""
+    log.info("C-FIND %s level: %d matches%s", query.level, n, ff01)
 
 
 def handlers(ctx: NodeContext) -> list[tuple[Any, Callable]]:

@@ -39,7 +39,7 @@ from perfnode.dicom import transcode
 from perfnode.net import store
 from perfnode.net.ae import sub_association_args
 from perfnode.net.client import accepted_syntaxes, storage_proposal
-from perfnode.net.context import Context, NodeContext
+from perfnode.net.context import Context, NodeContext, association_stats
 from perfnode.net.find import TRANSFER_SYNTAXES, query_status
 from perfnode.net.guard import Transfers, requestor
 from perfnode.net.server import tune_socket
@@ -174,6 +174,7 @@ def handle_move(event: Any, ctx: NodeContext) -> Iterator[Any]:
         yield query_status(error), None
         return
     log.info("C-MOVE of %d instances to %s@%s:%s", len(items), dest, peer.host, peer.port)
+    association_stats(event.assoc)["sub-operations"] += len(items)
     yield len(items)
     sent = Transfers()
     try:
@@ -196,6 +197,7 @@ def handle_get(event: Any, ctx: NodeContext) -> Iterator[Any]:
         yield query_status(error), None
         return
     log.info("C-GET of %d instances by %s", len(items), event.assoc.requestor.ae_title)
+    association_stats(event.assoc)["sub-operations"] += len(items)
     yield len(items)
     accepted = accepted_syntaxes(event.assoc)
     sent = Transfers()

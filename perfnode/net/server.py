@@ -140,6 +140,20 @@ def _summary(event: Any) -> str:
     return f"{peer_name(event)} after {took:.1f} s: {counts}"
 
 
+#: DIMSE requests counted for the association's log line (C-STORE-RQs are counted by the store
+#: service as stored / duplicates / refused; the C-STORE-RQs a C-GET sends are not received).
+_COUNTED_REQUESTS = {"C_ECHO_RQ": "C-ECHO", "C_FIND_RQ": "C-FIND", "C_MOVE_RQ": "C-MOVE",
+                     "C_GET_RQ": "C-GET", "C_CANCEL_RQ": "C-CANCEL", "N_ACTION_RQ": "N-ACTION",
+                     "N_EVENT_REPORT_RQ": "N-EVENT-REPORT"}
+
+
+def _count_request(event: Any) -> None:
+    """EVT_DIMSE_RECV: count the requests an association made, for its log line."""
+    name = _COUNTED_REQUESTS.get(type(event.message).__name__)
+    if name is not None:
+        association_stats(event.assoc)[name] += 1
+
+
 def _log_handlers(settings: Settings) -> list[tuple[Any, Callable]]:
     def on_open(event: Any) -> None:
         tune_socket(event.assoc.dul.socket)
@@ -163,7 +177,8 @@ def _log_handlers(settings: Settings) -> list[tuple[Any, Callable]]:
         log.warning("association aborted: %s", _summary(event))
 
     return [(evt.EVT_CONN_OPEN, on_open), (evt.EVT_ACCEPTED, on_accepted), (evt.EVT_REJECTED, on_rejected),
-            (evt.EVT_RELEASED, on_released), (evt.EVT_ABORTED, on_aborted)]
+            (evt.EVT_RELEASED, on_released), (evt.EVT_ABORTED, on_aborted),
+            (evt.EVT_DIMSE_RECV, _count_request)]
 
 
 def build_ae(settings: Settings) -> AE:
