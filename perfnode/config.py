@@ -200,6 +200,9 @@ class AccessSettings(Section):
 
     #: Default: store only (modalities send; only known peers query, retrieve, commit).
     unknown: Annotated[tuple[Service, ...], Field(strict=False)] = ("store",)
+    #: Accept an association whatever Called AE Title it names (testing, or a node reached under several
+    #: titles); by default one not equal to ``ae_title`` is rejected (A-ASSOCIATE-RJ, reason 7).
+    accept_any_called_ae: bool = False
 
 
 class AuditSettings(Section):

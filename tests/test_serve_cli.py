@@ -60,18 +60,28 @@ def test_require_known_peers(node_factory):
     res = run([echoscu, "-aet", "STRANGER", "-aec", "PERFNODE", "127.0.0.1", str(node.port)])
     assert res.returncode != 0 and "Association Rejected" in res.stdout + res.stderr
     assert node.logged("association rejected from STRANGER@127.0.0.1")
+    # a wrong Called AE Title: A-ASSOCIATE-RJ rejected-permanent, service-user, reason 7 (PS3.8 9.3.4),
+    # and a log line naming calling AE, address and called AE
+    res = run([echoscu, "-aet", "MODALITY", "-aec", "WRONG", "127.0.0.1", str(node.port)])
+    assert res.returncode != 0 and "Called AE Title Not Recognized" in res.stdout + res.stderr
+    assert "Rejected Permanent, Source: Service User" in res.stdout + res.stderr
+    assert node.logged("association rejected from MODALITY@127.0.0.1:")
+    assert node.logged("to WRONG: called AE title 'WRONG' not recognised: this node is 'PERFNODE'")
 
 
 def test_config_file_sets_ae_title_port_and_peers(node_factory, tmp_path):
     port = free_port()
     cfg = tmp_path / "perfnode.toml"
     cfg.write_text(f'[node]\nae_title = "PERFTEST"\nport = {port}\nrequire_known_peers = true\n\n'
-                   f'[peers.ECHOER]\nhost = "127.0.0.1"\nport = 104\n')
+                   f'[peers.ECHOER]\nhost = "127.0.0.1"\nport = 104\n\n'
+                   '[access]\naccept_any_called_ae = true\n')
     node = node_factory(["--config", str(cfg)], ae_title="PERFTEST")
     assert node.port != port  # the command-line --port wins over the file
     echoscu = need("echoscu")
     assert run([echoscu, "-aet", "ECHOER", "-aec", "PERFTEST", "127.0.0.1", str(node.port)]).returncode == 0
     assert run([echoscu, "-aet", "OTHER", "-aec", "PERFTEST", "127.0.0.1", str(node.port)]).returncode != 0
+    # [access] accept_any_called_ae: another Called AE Title is accepted too (DCMTK's default ANY-SCP)
+    assert run([echoscu, "-aet", "ECHOER", "127.0.0.1", str(node.port)]).returncode == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

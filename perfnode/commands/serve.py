@@ -60,6 +60,9 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unknown", metavar="SERVICES", type=_services,
                    help="what calling AE titles not in the AE table may do, comma-separated from store, "
                         "query, retrieve, commit; '' for nothing (default: store)")
+    p.add_argument("--accept-any-called-ae", action="store_true", default=None,
+                   help="accept associations whatever Called AE Title they name (default: it must be "
+                        "the node's AE title, else A-ASSOCIATE-RJ 'called AE title not recognised')")
     t = p.add_argument_group("DICOM TLS (PS3.15 B.9/B.10, BCP 195; also the [tls] table)")
     t.add_argument("--tls-port", type=int, metavar="PORT", help="also listen on PORT, TLS only")
     t.add_argument("--tls-cert", metavar="FILE", help="our certificate chain (PEM)")
@@ -90,7 +93,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         require_known_peers=args.require_known_peers, duplicate_policy=args.duplicate_policy,
         web__port=args.web_port,
         web__enabled=False if args.no_web else True if args.web_port is not None else None,
-        access__unknown=args.allow_unknown, tls__port=args.tls_port, tls__cert=args.tls_cert,
+        access__unknown=args.allow_unknown, access__accept_any_called_ae=args.accept_any_called_ae,
+        tls__port=args.tls_port, tls__cert=args.tls_cert,
         tls__key=args.tls_key, tls__ca=args.tls_ca, tls__require_client_cert=args.tls_require_client_cert)
 
 

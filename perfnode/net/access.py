@@ -112,6 +112,7 @@ class AccessPolicy:
         access = getattr(settings, "access", None)
         unknown = getattr(access, "unknown", ("store",)) if access is not None else ("store",)
         self.require_known = bool(getattr(settings, "require_known_peers", False))
+        self.accept_any_called_ae = bool(getattr(access, "accept_any_called_ae", False))
         self.unknown = frozenset() if self.require_known else parse_services(unknown, "[access] unknown")
         self.hosts: dict[str, tuple[HostRule, ...]] = {}
         self.allow: dict[str, frozenset[str]] = {}

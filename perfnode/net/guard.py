@@ -29,6 +29,8 @@ log = logging.getLogger("perfnode.access")
 
 #: A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognised (PS3.8 9.3.4).
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+#: A-ASSOCIATE-RJ: rejected-permanent, service-user, called AE title not recognised (PS3.8 9.3.4).
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 
 
 def requestor(assoc: Any) -> m.Participant:
@@ -37,6 +39,13 @@ def requestor(assoc: Any) -> m.Participant:
     r = assoc.requestor
     title = r.ae_title or getattr(getattr(r, "primitive", None), "calling_ae_title", "") or ""
     return m.Participant(str(title).strip() or "?", str(r.address or ""))
+
+
+def called_ae(assoc: Any) -> str:
+    """The Called AE Title of the association's A-ASSOCIATE-RQ (stripped; "" when not known)."""
+    primitive = getattr(assoc.requestor, "primitive", None)
+    title = getattr(primitive, "called_ae_title", "") or ""
+    return (title.decode("ascii", "replace") if isinstance(title, bytes) else str(title)).strip()
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -91,16 +100,26 @@ class Guard:
                 (evt.EVT_ABORTED, self.on_ended)]
 
     def on_requested(self, event: Any) -> None:
-        """A-ASSOCIATE-RQ received: refuse a calling AE the AE table does not admit from this address."""
+        """A-ASSOCIATE-RQ received: refuse one addressed to another Called AE Title, and a calling AE
+        the AE table does not admit from this address."""
         peer = requestor(event.assoc)
-        reason = self.policy.admit(peer.ae_title, peer.address)
-        if reason is None:
-            return
-        log.warning("association rejected from %s@%s: %s", peer.ae_title, peer.address, reason)
+        called = called_ae(event.assoc)
+        rq = event.assoc.requestor
+        where = f"{peer.ae_title}@{peer.address}:{rq.port}"
+        if called != self.settings.ae_title and not self.policy.accept_any_called_ae:
+            reason = (f"called AE title {called!r} not recognised: this node is {self.settings.ae_title!r} "
+                      "([access] accept_any_called_ae accepts any)")
+            rejection = REJECT_CALLED_AE
+        else:
+            admitted = self.policy.admit(peer.ae_title, peer.address)
+            if admitted is None:
+                return
+            reason, rejection = admitted, REJECT_CALLING_AE
+        log.warning("association rejected from %s to %s: %s", where, called, reason)
         self._refused.add(event.assoc)
         self.trail.emit(m.user_authentication(True, peer, self.node(event.assoc), m.MINOR_FAILURE, reason))
         self.alert(m.NODE_AUTHENTICATION, f"{peer.ae_title}@{peer.address}", reason)
-        event.assoc.acse.send_reject(*REJECT_CALLING_AE)
+        event.assoc.acse.send_reject(*rejection)
         # as pynetdicom does after its own rejections: stop the DUL (which sends the queued A-ASSOCIATE-RJ)
         # before the association closes the socket
         event.assoc.kill()
