@@ -273,6 +273,26 @@ class WebSettings(Section):
         return self.model_copy(update=changes)
 
 
+class QuerySettings(Section):
+    """``[query]``: perfnode as a Q/R SCU (``perfnode find / move / get``; ``--charset``)."""
+
+    #: Specific Character Set (0008,0005) of the requests, and the encoding of their keys: a defined
+    #: term pydicom knows ("ISO_IR 192" UTF-8, "ISO_IR 100" Latin-1, "ISO_IR 144" Cyrillic,
+    #: "ISO_IR 126" Greek, "ISO 2022 IR 6\\ISO 2022 IR 87" Japanese …; values joined by backslashes);
+    #: "" sends none (ASCII only).
+    character_set: str = "ISO_IR 192"
+
+    @model_validator(mode="after")
+    def _known_character_set(self) -> QuerySettings:
+        from pydicom.charset import python_encoding
+
+        for term in filter(None, (t.strip() for t in self.character_set.split("\\"))):
+            if term not in python_encoding:
+                raise ValueError(f"character_set {term!r}: not a Specific Character Set defined term "
+                                 f"(e.g. ISO_IR 192, ISO_IR 100, ISO_IR 144, ISO 2022 IR 87)")
+        return self
+
+
 class StoreSettings(Section):
     """``[store]``: what the C-STORE SCP does with what it receives."""
 
@@ -317,6 +337,7 @@ class Settings(Section):
     qc: QcSettings = Field(default_factory=QcSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

@@ -190,8 +190,9 @@ class StoreObjects:
             return instance_id, storage.absolute(old_path), True
         if old_sha != sha256 and self.duplicate_policy != "replace":
             raise DuplicateConflict(
-                f"(0008,0018) SOPInstanceUID {sop_instance} already stored with different content "
-                f"(duplicate_policy=reject)")
+                # the reason first: a DIMSE Error Comment is cut to 64 characters (the UID is logged)
+                f"(0008,0018) SOPInstanceUID already stored with different content "
+                f"(duplicate_policy=reject): {sop_instance}")
         stored = storage.commit(rf.name, old_path, sha256, rf.size)
         instance_id = self._index(ds, stored, transfer_syntax, calling_ae, replace=True, findings=findings)
         return instance_id, storage.absolute(old_path), False

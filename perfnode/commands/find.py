@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from perfnode.commands.serve import add_node_options, settings_from
-from perfnode.config import ConfigError
+from perfnode.config import ConfigError, Settings
 
 DEFAULT_KEYS = {
     "PATIENT": [
@@ -77,8 +77,17 @@ def add_query_options(p: argparse.ArgumentParser, default_level: str = "STUDY") 
         help="matching key (KEYWORD=VALUE; wildcards * ?, ranges A-B, lists a\\b) "
         "or return key (KEYWORD); repeatable",
     )
+    p.add_argument("--charset", metavar="TERM",
+                   help="Specific Character Set of the request, its keys encoded in it (default "
+                        "[query] character_set, ISO_IR 192 = UTF-8; e.g. ISO_IR 100, ISO_IR 144, "
+                        "'ISO 2022 IR 6\\ISO 2022 IR 87'; '' for none)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_node_options(p)
+
+
+def query_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a Q/R SCU command (``--charset`` overrides ``[query] character_set``)."""
+    return settings_from(args, query__character_set=args.charset)
 
 
 def parse_keys(specs: list[str]) -> dict[str, str]:
@@ -138,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from perfnode.net.client import parse_target
     from perfnode.net.qr_client import QueryFailed, find
 
-    settings = settings_from(args)
+    settings = query_settings(args)
     peer = parse_target(args.target, settings)
     keys = {k: "" for k in DEFAULT_KEYS[args.level]}
     keys.update(parse_keys(args.key))

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from perfnode.commands.find import add_query_options, parse_keys
+from perfnode.commands.find import add_query_options, parse_keys, query_settings
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -56,12 +56,11 @@ def report(kind: str, result, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfnode.commands.serve import settings_from
     from perfnode.net.ae import AssociationFailed
     from perfnode.net.client import parse_target
     from perfnode.net.qr_client import move
 
-    settings = settings_from(args)
+    settings = query_settings(args)
     peer = parse_target(args.target, settings)
     try:
         result = move(

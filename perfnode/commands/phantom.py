@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from perfnode.phantoms import RULES, SHAPES, TECHNIQUES
 
@@ -30,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="RULE",
         help="make exactly one defect: " + ", ".join(RULES),
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (noise, shuffling, defect position)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (noise, shuffling, defect position); given, it also fixes the UIDs "
+                   "(the same seed writes the same UIDs); without it the noise is seed 0's and the UIDs "
+                   "are new on every run")
     p.add_argument("--snr", type=float, default=None,
                    help="signal-to-noise ratio (default: no noise): MR, the mean tissue signal of the first "
                    "image over the noise SD (ASL: 1 %% of M0 over it); CT, 350 HU over it")
@@ -49,10 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from perfnode.phantoms import Size, make
 
     size = Size(nx=args.size[0], ny=args.size[1], nz=args.slices, nt=args.times)
+    # Without --seed, every run gets its own UIDs: a second phantom (another size, another SNR) must
+    # not reuse the first one's SOP Instance UIDs (an archive would refuse them as 0x0111 duplicates).
+    salt = "" if args.seed is not None else uuid.uuid4().hex
     try:
         phantom, files = make(
-            args.technique, args.shape, args.out, args.break_rule, args.seed, args.snr, size, args.parts,
-            realistic=args.realistic,
+            args.technique, args.shape, args.out, args.break_rule, args.seed or 0, args.snr, size, args.parts,
+            realistic=args.realistic, uid_salt=salt,
         )
     except ValueError as exc:
         print(f"perfnode phantom: {exc}", file=sys.stderr)

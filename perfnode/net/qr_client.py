@@ -77,9 +77,15 @@ class QueryFailed(RuntimeError):
     """The peer answered with a failure status; the message has the status and its comment."""
 
 
-def identifier(level: str, keys: dict[str, str]) -> Dataset:
-    """A request identifier: ``QueryRetrieveLevel`` plus keys (``""`` = return key, ``a\\b`` = list)."""
+def identifier(level: str, keys: dict[str, str], charset: str | None = None) -> Dataset:
+    """A request identifier: ``QueryRetrieveLevel`` plus keys (``""`` = return key, ``a\\b`` = list).
+
+    ``charset``: the Specific Character Set (0008,0005) the identifier declares and its text is
+    encoded in (e.g. ``"ISO_IR 192"``, ``"ISO_IR 144"``, ``"ISO 2022 IR 87"``; several values
+    separated by backslashes)."""
     ds = Dataset()
+    if charset:
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
     ds.QueryRetrieveLevel = level.upper()
     for kw, value in keys.items():
         if value and "\\" in value:
@@ -94,26 +100,105 @@ def _failure(what: str, status: Dataset) -> QueryFailed:
     return QueryFailed(f"{what}: status 0x{int(status.Status):04X}" + (f" ({comment})" if comment else ""))
 
 
+def _find_on(assoc: Any, peer: Peer, request: Dataset, model: str) -> Iterator[Dataset]:
+    """C-FIND on an established association; yields each matching identifier."""
+    for status, ds in assoc.send_c_find(request, model):
+        if status is None or "Status" not in status:
+            raise QueryFailed(f"C-FIND to {peer.ae_title}: no response (association lost or timed out)")
+        code = int(status.Status)
+        if code in (0xFF00, 0xFF01):
+            yield ds
+        elif code != 0x0000:
+            raise _failure(f"C-FIND to {peer.ae_title}", status)
+
+
 def find(
-    peer: Peer, settings: Settings, level: str, keys: dict[str, str], root: str = "STUDY"
+    peer: Peer, settings: Settings, level: str, keys: dict[str, str], root: str = "STUDY",
+    charset: str | None = None,
 ) -> Iterator[Dataset]:
-    """C-FIND; yields each matching identifier (raises :class:`QueryFailed` on a failure status)."""
+    """C-FIND; yields each matching identifier (raises :class:`QueryFailed` on a failure status).
+
+    ``charset``: the request's Specific Character Set (default ``[query] character_set``, UTF-8)."""
     model = MODELS[root][0]
     ae = make_ae(settings)
     ae.add_requested_context(model)
     assoc = associate(ae, peer, settings)
+    charset = settings.query.character_set if charset is None else charset
     try:
-        for status, ds in assoc.send_c_find(identifier(level, keys), model):
-            if status is None or "Status" not in status:
-                raise QueryFailed(f"C-FIND to {peer.ae_title}: no response (association lost or timed out)")
-            code = int(status.Status)
-            if code in (0xFF00, 0xFF01):
-                yield ds
-            elif code != 0x0000:
-                raise _failure(f"C-FIND to {peer.ae_title}", status)
+        yield from _find_on(assoc, peer, identifier(level, keys, charset), model)
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _values(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value if v]
+
+
+def held_sop_classes(
+    peer: Peer, settings: Settings, level: str, keys: dict[str, str], root: str = "STUDY"
+) -> list[str]:
+    """The SOP Class UIDs of what a C-GET with these keys will bring, asked of the peer by C-FIND on
+    one association: SOP Classes in Study (0008,0062) at STUDY level when the peer returns it, else
+    series by series down to IMAGE level (SOP Class UID). Raises :class:`QueryFailed` or
+    :class:`~perfnode.net.ae.AssociationFailed` when the peer cannot be asked."""
+    model = MODELS[root][0]
+    ae = make_ae(settings)
+    ae.add_requested_context(model)
+    assoc = associate(ae, peer, settings)
+    charset = settings.query.character_set
+    patient = {"PatientID": keys["PatientID"]} if root == "PATIENT" and keys.get("PatientID") else {}
+    found: dict[str, None] = {}
+
+    def ask(lvl: str, k: dict[str, str]) -> Iterator[Dataset]:
+        return _find_on(assoc, peer, identifier(lvl, k, charset), model)
+
+    def images(k: dict[str, str]) -> None:
+        for ds in ask("IMAGE", {**k, "SOPClassUID": ""}):
+            found.update(dict.fromkeys(_values(ds.get("SOPClassUID"))))
+
+    def series(k: dict[str, str]) -> None:
+        for uid in [str(ds.SeriesInstanceUID) for ds in ask("SERIES", {**k, "SeriesInstanceUID": ""})
+                    if ds.get("SeriesInstanceUID")]:
+            images({**patient, "StudyInstanceUID": k["StudyInstanceUID"], "SeriesInstanceUID": uid})
+
+    def studies(k: dict[str, str]) -> None:
+        walk = []
+        for ds in ask("STUDY", {**k, "StudyInstanceUID": k.get("StudyInstanceUID", ""),
+                                "SOPClassesInStudy": ""}):
+            classes = _values(ds.get("SOPClassesInStudy"))
+            if classes:
+                found.update(dict.fromkeys(classes))
+            elif ds.get("StudyInstanceUID"):
+                walk.append(str(ds.StudyInstanceUID))
+        for uid in walk:
+            series({**patient, "StudyInstanceUID": uid})
+
+    try:
+        lvl = level.upper()
+        if lvl == "PATIENT":
+            pids = ask("PATIENT", {**keys, "PatientID": keys.get("PatientID", "")})
+            for pid in [str(ds.PatientID) for ds in pids if ds.get("PatientID")]:
+                patient = {"PatientID": pid}
+                studies(patient)
+        elif lvl == "STUDY":
+            studies(keys)
+        elif lvl == "SERIES":
+            for uid in [str(ds.SeriesInstanceUID) for ds in ask("SERIES", {**keys, "SeriesInstanceUID":
+                                                                          keys.get("SeriesInstanceUID", "")})
+                        if ds.get("SeriesInstanceUID")]:
+                images({**patient, "StudyInstanceUID": keys.get("StudyInstanceUID", ""),
+                        "SeriesInstanceUID": uid})
+        else:
+            images(keys)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return list(found)
 
 
 @dataclass
@@ -125,6 +210,8 @@ class RetrieveResult:
     failed_uids: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     comment: str = ""
+    #: C-GET: the storage classes proposed (SCP role).
+    sop_classes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -158,10 +245,46 @@ def move(
     ae.add_requested_context(model)
     assoc = associate(ae, peer, settings)
     try:
-        return _collect(assoc.send_c_move(identifier(level, keys), destination, model), RetrieveResult())
+        request = identifier(level, keys, settings.query.character_set)
+        return _collect(assoc.send_c_move(request, destination, model), RetrieveResult())
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+#: Storage classes proposed first when the peer cannot say what it holds (perfusion work first).
+FALLBACK_FIRST = (
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4",  # MR
+    "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2",  # CT
+    "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.4",  # Secondary Capture, true colour SC
+    "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.67",  # Segmentation, RWVM
+)
+#: Presentation contexts of one association: the Get model plus at most this many storage classes.
+MAX_STORAGE_CLASSES = 127
+
+
+def get_storage_classes(
+    peer: Peer, settings: Settings, level: str, keys: dict[str, str], root: str = "STUDY",
+    sop_classes: Iterable[str] = (),
+) -> list[str]:
+    """The storage classes a C-GET proposes (SCP role): ``sop_classes`` when given; else those the peer
+    says the matches hold (:func:`held_sop_classes`); when it cannot say, perfusion classes first and
+    then pynetdicom's storage list, up to 127."""
+    classes = list(dict.fromkeys(sop_classes))
+    if not classes:
+        try:
+            classes = held_sop_classes(peer, settings, level, keys, root)
+        except (QueryFailed, AssociationFailed) as exc:
+            log.warning("C-GET: cannot ask %s which SOP classes it holds (%s): proposing the usual ones",
+                        peer.ae_title, exc)
+        if not classes:
+            classes = list(dict.fromkeys([*FALLBACK_FIRST,
+                                          *(str(cx.abstract_syntax) for cx in StoragePresentationContexts)]))
+    if len(classes) > MAX_STORAGE_CLASSES:
+        log.warning("C-GET: %d SOP classes, only %d fit one association; instances of %s will fail",
+                    len(classes), MAX_STORAGE_CLASSES, ", ".join(classes[MAX_STORAGE_CLASSES:]))
+    return classes[:MAX_STORAGE_CLASSES]
 
 
 def get(
@@ -173,14 +296,15 @@ def get(
     root: str = "STUDY",
     sop_classes: Iterable[str] = (),
 ) -> RetrieveResult:
-    """C-GET the matches; each object is written to ``out/<SOPInstanceUID>.dcm`` as it arrives."""
+    """C-GET the matches; each object is written to ``out/<SOPInstanceUID>.dcm`` as it arrives.
+
+    The storage classes proposed with SCP/SCU Role Selection are ``sop_classes``, or those the peer
+    holds for these keys (asked by C-FIND first, :func:`get_storage_classes`)."""
     model = MODELS[root][2]
     out.mkdir(parents=True, exist_ok=True)
     result = RetrieveResult()
-    classes = list(
-        dict.fromkeys([*sop_classes, *(str(cx.abstract_syntax) for cx in StoragePresentationContexts)])
-    )
-    classes = classes[:127]  # one context is the Get model itself; 128 at most
+    classes = get_storage_classes(peer, settings, level, keys, root, sop_classes)
+    result.sop_classes = classes
     ae = make_ae(settings)
     ae.add_requested_context(model)
     for uid in classes:
@@ -197,7 +321,8 @@ def get(
     roles = [build_role(uid, scp_role=True) for uid in classes]
     assoc = associate(ae, peer, settings, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
-        return _collect(assoc.send_c_get(identifier(level, keys), model), result)
+        request = identifier(level, keys, settings.query.character_set)
+        return _collect(assoc.send_c_get(request, model), result)
     finally:
         if assoc.is_established:
             assoc.release()

@@ -27,8 +27,11 @@ def make(
     size: Size | None = None,
     parts: int = 3,
     realistic: bool = False,
+    uid_salt: str = "",
 ) -> tuple[Phantom, list[Path]]:
-    """Write the phantom's series into ``out`` (one sub-folder per series) and its ground truth."""
+    """Write the phantom's series into ``out`` (one sub-folder per series) and its ground truth.
+
+    ``uid_salt`` is mixed into every UID; ``""`` makes them a function of ``seed`` and the technique."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}: one of {', '.join(SHAPES)}")
     rule = None
@@ -42,7 +45,7 @@ def make(
             raise ValueError(f"--break {break_rule} applies to Enhanced objects, not --shape classic")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    phantom = simulate(technique, size, snr, seed, realistic)
+    phantom = simulate(technique, size, snr, seed, realistic, uid_salt)
     rng = np.random.default_rng(seed)
     written: list[Path] = []
     files: dict[str, list[str]] = {}

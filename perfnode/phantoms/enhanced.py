@@ -55,11 +55,17 @@ class Study:
     patient_id: str = "PERF-DRO"
     study_uid: str = field(default="")
     frame_of_reference_uid: str = field(default="")
+    #: Mixed into every UID (series and instance UIDs derive from the study's): "" = UIDs from the seed
+    #: alone (reproducible); ``perfnode phantom`` without ``--seed`` uses a random one.
+    uid_salt: str = ""
 
     def __post_init__(self) -> None:
-        self.study_uid = self.study_uid or generate_uid(UID_PREFIX, [f"study{self.seed}{self.patient_id}"])
+        salt = self.uid_salt
+        self.study_uid = self.study_uid or generate_uid(
+            UID_PREFIX, [f"study{self.seed}{self.patient_id}{salt}"]
+        )
         self.frame_of_reference_uid = self.frame_of_reference_uid or generate_uid(
-            UID_PREFIX, [f"for{self.seed}{self.patient_id}"]
+            UID_PREFIX, [f"for{self.seed}{self.patient_id}{salt}"]
         )
 
 

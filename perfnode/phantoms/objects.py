@@ -39,14 +39,15 @@ class Phantom:
 
 
 def simulate(technique: str, size: Size | None = None, snr: float | None = None, seed: int = 0,
-             realistic: bool = False) -> Phantom:
+             realistic: bool = False, uid_salt: str = "") -> Phantom:
     """Run the forward model of ``technique`` and turn its signal into quantised image sets.
 
     ``realistic`` (DSC, CT perfusion): partial-volume arteries, a vein, a later recirculating bolus
-    (:data:`perfnode.phantoms.common.REALISTIC`)."""
+    (:data:`perfnode.phantoms.common.REALISTIC`). ``uid_salt``: mixed into every UID (``""``: the
+    UIDs follow from ``seed`` and the technique alone)."""
     size = size or Size()
     dims = {"nz": size.nz, "ny": size.ny, "nx": size.nx}
-    study = Study(seed=seed, patient_id=f"PERF-DRO-{technique.upper()}")
+    study = Study(seed=seed, patient_id=f"PERF-DRO-{technique.upper()}", uid_salt=uid_salt)
     sets: list[ImageSet] = []
     if technique in ("dsc", "ctp", "dce"):
         mod = {"dsc": dsc, "ctp": ctp, "dce": dce}[technique]
