@@ -141,10 +141,10 @@ def _summary(event: Any) -> str:
 
 
 #: DIMSE requests counted for the association's log line (C-STORE-RQs are counted by the store
-#: service as stored / duplicates / refused; the C-STORE-RQs a C-GET sends are not received).
+#: service as stored / duplicates / refused, N-ACTION and N-EVENT-REPORT by the commitment service;
+#: the C-STORE-RQs a C-GET sends are not received).
 _COUNTED_REQUESTS = {"C_ECHO_RQ": "C-ECHO", "C_FIND_RQ": "C-FIND", "C_MOVE_RQ": "C-MOVE",
-                     "C_GET_RQ": "C-GET", "C_CANCEL_RQ": "C-CANCEL", "N_ACTION_RQ": "N-ACTION",
-                     "N_EVENT_REPORT_RQ": "N-EVENT-REPORT"}
+                     "C_GET_RQ": "C-GET", "C_CANCEL_RQ": "C-CANCEL"}
 
 
 def _count_request(event: Any) -> None:
