@@ -368,7 +368,7 @@ class Settings(Section):
 
 
 #: The tables of the file: name → field of :class:`Settings` ("node" is the flat part).
-TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web", "store", "tls", "access", "audit")
+TABLES = ("node", "peers", "pipeline", "commitment", "qc", "web", "store", "query", "tls", "access", "audit")
 NODE_KEYS = tuple(k for k, f in Settings.model_fields.items()
                   if k not in TABLES and not isinstance(f.default, BaseModel) and f.default_factory is None)
 SECTIONS = tuple(t for t in TABLES if t not in ("node", "peers"))

@@ -312,7 +312,7 @@ def test_hierarchy_rules_name_the_attribute():
 def test_matching_is_in_sql():
     q = Query(ident("STUDY", PatientID="PID*", PatientName="m*", StudyDate="2024-", StudyInstanceUID=""))
     sql = str(q.statement("sqlite").compile(compile_kwargs={"literal_binds": True}))
-    assert "GLOB 'PID*'" in sql and "lower(patients.patient_name) LIKE 'm%'" in sql
+    assert "GLOB 'PID*'" in sql and "patients.patient_name_folded LIKE 'm%'" in sql
     assert "studies.study_date >= '2024'" in sql
     sql = str(q.statement("postgresql").compile(compile_kwargs={"literal_binds": True}))
     assert "patients.patient_id LIKE 'PID%'" in sql
@@ -342,3 +342,38 @@ def test_retrieve_concatenation(db):
     assert sorted(i.sop_instance_uid for i in study.instances(db)) == ["1.4.1", "1.4.2", "1.4.3", "1.4.6"]
     patient = Query(ident("PATIENT", PatientID="PID1"), PATIENT_ROOT, retrieve=True)
     assert len(patient.instances(db)) == 5
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def names_db(request, tmp_path_factory):
+    """Patients with Cyrillic, Greek and Japanese names (PostgreSQL in the C locale, like SQLite,
+    lowercases only ASCII with lower())."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('n') / 'index.sqlite'}"
+    else:
+        url = request.getfixturevalue("pg_server").createdb("name_tests")
+    database = Database(url)
+    with database.session() as s:
+        for pid, name, doctor in (("RU1", "Иванов^Иван", "ШМИДТ^ОЛЬГА"), ("RU2", "Петров^Пётр", ""),
+                                  ("GR", "ΠΑΠΑΔΟΠΟΥΛΟΣ^ΓΙΩΡΓΟΣ", ""), ("JP", "Yamada^Tarou=山田^太郎", ""),
+                                  ("EN", "Ivanovich^John", "")):
+            s.add(Study(patient=Patient(patient_id=pid, patient_name=name), study_instance_uid=f"9.{pid}",
+                        referring_physician_name=doctor))
+    yield database
+    database.dispose()
+
+
+def test_person_names_match_case_insensitively_beyond_ascii(names_db):
+    def pids(**keys) -> list[str]:
+        return sorted(str(r.PatientID) for r in find(names_db, "STUDY", PatientID="", StudyInstanceUID="",
+                                                     **keys))
+
+    assert pids(PatientName="иванов*") == ["RU1"]  # Cyrillic capital И folded
+    assert pids(PatientName="ИВАНОВ^ИВАН") == ["RU1"]  # exact, other case
+    assert pids(PatientName="ПЕТРОВ^ПЁТР") == ["RU2"]  # Ё/ё
+    assert pids(PatientName="παπαδοπουλος*") == ["GR"]  # final sigma ς matches Σ
+    assert pids(PatientName="*山田*") == ["JP"]
+    assert pids(PatientName="Ivanov*") == ["EN"]  # a transliteration is another name
+    assert pids(ReferringPhysicianName="шмидт*") == ["RU1"]
+    [r] = find(names_db, "STUDY", PatientName="иванов*", StudyInstanceUID="")
+    assert r.PatientName == "Иванов^Иван"  # returned as stored, not folded

@@ -175,6 +175,12 @@ def _upsert_id(session: Session | Connection, model: Any, values: dict[str, Any]
     return int(row_id)
 
 
+def fold(text: str) -> str:
+    """A person name as C-FIND matching compares it: case-folded by Unicode rules (Cyrillic, Greek,
+    final sigma, ß …), the same on SQLite and PostgreSQL whatever their locale."""
+    return text.casefold()
+
+
 def index_instance(session: Session | Connection, ds: Dataset, stored: StoredFile, transfer_syntax: str,
                    calling_ae: str = "", replace: bool = False, cache: ParentCache | None = None,
                    pending: dict[tuple[Any, ...], int] | None = None) -> int:
@@ -188,10 +194,13 @@ def index_instance(session: Session | Connection, ds: Dataset, stored: StoredFil
     pending = {} if pending is None else pending
     uids = header_uids(ds)
     now = utcnow()
+    patient_name = _text(ds, "PatientName", 324)
+    referring = _text(ds, "ReferringPhysicianName", 324)
     patient_fk = _upsert_id(session, Patient, {
         "patient_id": _text(ds, "PatientID", 64),
         "issuer_of_patient_id": _text(ds, "IssuerOfPatientID", 64),
-        "patient_name": _text(ds, "PatientName", 324),
+        "patient_name": patient_name,
+        "patient_name_folded": fold(patient_name),
         "patient_birth_date": _text(ds, "PatientBirthDate", 8),
         "patient_sex": _text(ds, "PatientSex", 16),
     }, ["patient_id", "issuer_of_patient_id"], cache, pending)
@@ -203,7 +212,8 @@ def index_instance(session: Session | Connection, ds: Dataset, stored: StoredFil
         "accession_number": _text(ds, "AccessionNumber", 16),
         "study_id": _text(ds, "StudyID", 16),
         "study_description": _text(ds, "StudyDescription", 64),
-        "referring_physician_name": _text(ds, "ReferringPhysicianName", 324),
+        "referring_physician_name": referring,
+        "referring_physician_name_folded": fold(referring),
     }, ["study_instance_uid"], cache, pending)
     series_fk = _upsert_id(session, Series, {
         "study_fk": study_fk,

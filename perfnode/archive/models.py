@@ -25,9 +25,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    func,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from perfnode.clock import as_utc
 
@@ -92,10 +91,17 @@ class Patient(Base):
     patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
     issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")
     patient_name: Mapped[str] = mapped_column(String(324), default="", index=True)
+    #: ``patient_name.casefold()``: what C-FIND Person Name matching compares (migration 0007).
+    patient_name_folded: Mapped[str] = mapped_column(String(1024), default="", server_default="")
     patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
     patient_sex: Mapped[str] = mapped_column(String(16), default="")
 
     studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+    @validates("patient_name")
+    def _fold_name(self, _key: str, value: str) -> str:
+        self.patient_name_folded = (value or "").casefold()  # ORM writes; the store path sets both
+        return value
 
 
 class Study(Base):
@@ -110,9 +116,15 @@ class Study(Base):
     study_id: Mapped[str] = mapped_column(String(16), default="")
     study_description: Mapped[str] = mapped_column(String(64), default="")
     referring_physician_name: Mapped[str] = mapped_column(String(324), default="")
+    referring_physician_name_folded: Mapped[str] = mapped_column(String(1024), default="", server_default="")
 
     patient: Mapped[Patient] = relationship(back_populates="studies")
     series: Mapped[list[Series]] = relationship(back_populates="study")
+
+    @validates("referring_physician_name")
+    def _fold_name(self, _key: str, value: str) -> str:
+        self.referring_physician_name_folded = (value or "").casefold()
+        return value
 
 
 class Series(Base):
@@ -213,10 +225,10 @@ class SentObject(Base):
 
 # --- storage commitment: requests and per-instance results (migration 0002_commitment) --------
 
-#: C-FIND person-name matching is ``lower(patient_name) LIKE 'pattern'`` (perfnode.archive.query);
+#: C-FIND person-name matching is ``patient_name_folded LIKE 'pattern'`` (perfnode.archive.query);
 #: on PostgreSQL this index serves prefix patterns whatever the database collation.
-Index("ix_patients_patient_name_lower", func.lower(Patient.patient_name).label("patient_name_lower"),
-      postgresql_ops={"patient_name_lower": "varchar_pattern_ops"})
+Index("ix_patients_patient_name_folded", Patient.patient_name_folded,
+      postgresql_ops={"patient_name_folded": "varchar_pattern_ops"})
 
 
 

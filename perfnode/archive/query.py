@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from perfnode.archive.db import Database
+from perfnode.archive.ingest import fold
 from perfnode.archive.models import Instance, Patient, Series, Study
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -81,6 +82,12 @@ _COLUMNS: dict[str, tuple[str, InstrumentedAttribute[Any]]] = {
     "ContentDate": ("IMAGE", Instance.content_date),
     "ContentTime": ("IMAGE", Instance.content_time),
     "AvailableTransferSyntaxUID": ("IMAGE", Instance.transfer_syntax_uid),
+}
+
+#: Person Name keys matched case-insensitively, on their case-folded column (migration 0007).
+_FOLDED: dict[str, InstrumentedAttribute[Any]] = {
+    "PatientName": Patient.patient_name_folded,
+    "ReferringPhysicianName": Study.referring_physician_name_folded,
 }
 
 #: Derived (computed) return keys: keyword → level. Only ModalitiesInStudy is also matchable.
@@ -174,10 +181,10 @@ def _condition(col: Any, vr: str, raw: Any, dialect: str) -> Any:
         conds = [_range(col, v) for v in vals]
         return conds[0] if len(conds) == 1 else _or(conds)
     value = "\\".join(vals)  # multi-valued CS (ImageType) is stored backslash-joined
-    if vr == "PN":
-        if _has_wildcard(value):  # lower(col) LIKE: served by ix_patients_patient_name_lower
-            return func.lower(col).like(_like_pattern(value).lower(), escape="\\")
-        return func.lower(col) == value.lower()
+    if vr == "PN":  # col is the case-folded column (_FOLDED), compared with the folded value
+        if _has_wildcard(value):  # served by ix_patients_patient_name_folded
+            return col.like(_like_pattern(fold(value)), escape="\\")
+        return col == fold(value)
     if _has_wildcard(value):
         if dialect == "sqlite":  # SQLite LIKE ignores case; GLOB does not
             return col.op("GLOB")(_glob_pattern(value))
@@ -301,7 +308,7 @@ class Query:
                 mods = _values(raw)
                 stmt = stmt.where(exists().where(Series.study_fk == Study.id, Series.modality.in_(mods)))
                 continue
-            col = _COLUMNS[kw][1]
+            col = _FOLDED.get(kw, _COLUMNS[kw][1])
             cond = _match(col, dictionary_VR(kw), raw, dialect)
             if cond is not None:
                 stmt = stmt.where(cond)

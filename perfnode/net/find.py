@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt
 from pynetdicom.sop_class import (
@@ -54,8 +56,27 @@ def query_status(exc: Exception) -> Dataset:
     return status_dataset(UNABLE_TO_PROCESS, str(exc) if isinstance(exc, QueryError) else type(exc).__name__)
 
 
+def encodable(text: str, terms: list[str]) -> bool:
+    """Whether every character of ``text`` can be written in one of the character sets ``terms``
+    (ASCII always; ISO 2022 sets switch between their components with escape sequences)."""
+    codecs = [python_encoding[t] for t in terms if t in python_encoding]
+    for ch in set(text):
+        if ch.isascii():
+            continue
+        for codec in codecs:
+            try:
+                ch.encode(codec)
+                break
+            except (UnicodeEncodeError, LookupError):
+                continue
+        else:
+            return False
+    return True
+
+
 def response_charset(requested: Any, ds: Dataset) -> str | list[str] | None:
-    """The Specific Character Set for a response: the requester's if it can carry the text, else UTF-8."""
+    """The Specific Character Set of a response: the requester's when it can carry the text (any
+    set pydicom encodes: ISO_IR 100 … 192, ISO 2022 with escape sequences), else UTF-8."""
     if not requested:
         req: list[str] = []
     elif isinstance(requested, str):
@@ -63,16 +84,14 @@ def response_charset(requested: Any, ds: Dataset) -> str | list[str] | None:
     else:
         req = [str(v) for v in requested]
     if not needs_unicode(ds):
-        return req or None
+        return (req[0] if len(req) == 1 else req) or None
     if req == ["ISO_IR 192"]:
         return "ISO_IR 192"
-    if req == ["ISO_IR 100"]:
-        text = "".join(str(e.value) for e in ds if e.VR in _TEXT_VRS and e.value)
-        try:
-            text.encode("latin-1")
-            return "ISO_IR 100"
-        except UnicodeEncodeError:
-            pass
+    text = "".join("\\".join(map(str, e.value)) if isinstance(e.value, MultiValue) else str(e.value)
+                   for e in ds if e.VR in _TEXT_VRS and e.value)
+    terms = [t.strip() or "ISO 2022 IR 6" for t in req]  # an empty first value: the default repertoire
+    if req and encodable(text, terms):
+        return req[0] if len(req) == 1 else req
     return "ISO_IR 192"
 
 

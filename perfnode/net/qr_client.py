@@ -39,10 +39,11 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from perfnode.config import Peer, Settings
+from perfnode.config import ConfigError, Peer, Settings
 from perfnode.net.ae import AssociationFailed, associate, listen, make_ae
 from perfnode.net.client import iter_files
 from perfnode.net.context import Context
+from perfnode.net.find import encodable
 
 if TYPE_CHECKING:
     from perfnode.archive.facade import Archive
@@ -84,10 +85,15 @@ def identifier(level: str, keys: dict[str, str], charset: str | None = None) -> 
     encoded in (e.g. ``"ISO_IR 192"``, ``"ISO_IR 144"``, ``"ISO 2022 IR 87"``; several values
     separated by backslashes)."""
     ds = Dataset()
+    terms = [t.strip() for t in (charset or "").split("\\")]
     if charset:
-        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+        ds.SpecificCharacterSet = terms if len(terms) > 1 else terms[0]
     ds.QueryRetrieveLevel = level.upper()
     for kw, value in keys.items():
+        if value and not encodable(value, [t or "ISO 2022 IR 6" for t in terms]):
+            raise ConfigError(f"--key {kw}={value}: cannot be written in Specific Character Set "
+                              f"{charset or '(none: ASCII)'!r}; use --charset ISO_IR 192 (UTF-8) or one "
+                              "that has these characters")
         if value and "\\" in value:
             setattr(ds, kw, value.split("\\"))
         else:
