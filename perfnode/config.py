@@ -95,6 +95,9 @@ class Peer(Section):
     hosts: StrTuple = ()
     #: What it may ask for (default: everything): store, query, retrieve, commit.
     allow: Annotated[tuple[Service, ...], Field(strict=False)] | None = None
+    #: Pipeline maps go to this peer as 16-bit integer Parametric Maps (Real World Value Mapping slope
+    #: and intercept; for viewers that cannot show Float Pixel Data) instead of float ones.
+    integer_maps: bool = False
 
     def __init__(self, ae_title: str | None = None, host: str | None = None, port: int | None = None,
                  transfer_syntaxes: tuple[str, ...] | list[str] = (), **data: Any) -> None:

@@ -29,6 +29,7 @@ grid (:class:`MapSource`), the per-slice references and the provenance are share
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -701,4 +702,80 @@ def map_values(ds: Dataset) -> tuple[Quantity | None, np.ndarray]:
     if arr.ndim == 2:
         arr = arr[None]
     arr = arr[frame_order(pm)[0]]
-    return found, arr * float(mapping.RealWorldValueSlope) + float(mapping.RealWorldValueIntercept)
+    values = arr * np.float32(mapping.RealWorldValueSlope) + np.float32(mapping.RealWorldValueIntercept)
+    if "RealWorldValueFirstValueMapped" in mapping:  # an integer map: stored values outside are no value
+        lo, hi = int(mapping.RealWorldValueFirstValueMapped), int(mapping.RealWorldValueLastValueMapped)
+        values[(arr < lo) | (arr > hi)] = np.nan
+    return found, values
+
+
+#: Integer Parametric Maps: stored value 0 is "no value" (NaN in the float map, outside the mapped
+#: range); the finite values map linearly onto 1 … INTEGER_LEVELS + 1.
+INTEGER_LEVELS = 65534
+
+
+def to_integer(ds: Dataset) -> Dataset:
+    """A 16-bit unsigned integer copy of a float Parametric Map (for viewers that cannot show Float
+    Pixel Data), with the real-world values in its Real World Value Mapping.
+
+    ``stored = round((value - min) / step) + 1`` with ``step = (max - min) / 65534``, so the Real World
+    Value Slope is ``step`` and the Intercept ``min - step``; every value is within ``step / 2`` of
+    the float map's. NaN voxels get stored value 0, outside the mapped range 1 … 65535 (no value).
+    The quantisation step is stated in the LUT Explanation, the Derivation Description and the
+    provenance (``map.quantisation``). SOP Instance and Series Instance UIDs derive from the float
+    map's (a re-run converts to the same UIDs); the VOI LUT window is converted to stored values.
+    """
+    if "FloatPixelData" not in ds:
+        raise ValueError(f"{ds.get('SOPInstanceUID', '?')}: (7FE0,0008) FloatPixelData missing: "
+                         "only a float Parametric Map converts to integer")
+    values = np.asarray(ds.pixel_array, dtype=np.float64)
+    finite = np.isfinite(values)
+    vmin, vmax = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    step = (vmax - vmin) / INTEGER_LEVELS if vmax > vmin else 1.0
+    intercept = vmin - step
+    stored = np.zeros(values.shape, dtype=np.uint16)
+    stored[finite] = (np.rint((values[finite] - vmin) / step) + 1).astype(np.uint16)
+
+    out = copy.deepcopy(ds)
+    for kw in ("FloatPixelData", "DoubleFloatPixelData"):
+        if kw in out:
+            del out[kw]
+    out.BitsAllocated, out.BitsStored, out.HighBit, out.PixelRepresentation = 16, 16, 15, 0
+    out.PixelData = stored.tobytes()
+    out["PixelData"].VR = "OW"
+    out.SOPInstanceUID = derive_uid(str(ds.SOPInstanceUID), "int16")
+    out.SeriesInstanceUID = derive_uid(str(ds.SeriesInstanceUID), "int16")
+    out.SeriesDescription = f"{ds.get('SeriesDescription', 'perfnode maps')} 16-bit"[:64]
+    out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+
+    unit = ""
+    shared = out.SharedFunctionalGroupsSequence[0]
+    for m in shared.RealWorldValueMappingSequence:
+        for kw in ("DoubleFloatRealWorldValueFirstValueMapped", "DoubleFloatRealWorldValueLastValueMapped"):
+            if kw in m:
+                del m[kw]
+        m.add(_el(0x00409216, "US", 1))  # Real World Value First Value Mapped
+        m.add(_el(0x00409211, "US", int(stored.max()) if finite.any() else 1))  # ... Last Value Mapped
+        m.RealWorldValueSlope, m.RealWorldValueIntercept = step, intercept
+        units = m.get("MeasurementUnitsCodeSequence")
+        unit = str(units[0].CodeValue) if units else ""
+        m.LUTExplanation = f"{m.get('LUTExplanation', '')} step {step:.4g}"[:64]
+    for voi in shared.get("FrameVOILUTSequence", []):
+        voi.WindowCenter = round((float(voi.WindowCenter) - intercept) / step, 3)
+        voi.WindowWidth = max(round(float(voi.WindowWidth) / step, 3), 1.0)
+
+    quantisation = {"bits": 16, "stored_no_value": 0, "slope": step, "intercept": intercept,
+                    "step": step, "unit": unit, "max_error": step / 2,
+                    "float_sop_instance_uid": str(ds.SOPInstanceUID)}
+    try:
+        from perfnode.dicom.provenance import read_provenance
+
+        record = read_provenance(ds)
+    except Exception:  # noqa: BLE001 - a map without our provenance: the RWVM still says it all
+        record = {}
+    if record:
+        record.setdefault("map", {})["quantisation"] = quantisation
+        write_provenance(out, record)
+    out.DerivationDescription = (f"{ds.get('DerivationDescription', '')} | 16-bit integer copy of the float "
+                                 f"map, quantisation step {step:.6g} {unit}")[:1024]
+    return out

@@ -64,6 +64,31 @@ def deliver(archive: Archive, settings: Settings, job_id: int, destination: str,
                                   f"{comment}".strip())
 
 
+def integer_variants(archive: Archive, ae_title: str, job_id: int, archived: list[Stored]) -> list[Stored]:
+    """``archived`` with every float Parametric Map replaced by its 16-bit integer copy
+    (:func:`perfnode.dicom.parametric_map.to_integer`), written to the job's folder and archived
+    (deterministic UIDs: converting again after a restart stores nothing new)."""
+    from pydicom import dcmread
+
+    from perfnode.dicom.parametric_map import PARAMETRIC_MAP_STORAGE, to_integer
+
+    folder = archive.path(f"jobs/{job_id:06d}/int16")
+    out: list[Stored] = []
+    for s in archived:
+        if str(s.header.get("SOPClassUID", "")) != PARAMETRIC_MAP_STORAGE:
+            out.append(s)
+            continue
+        ds = dcmread(s.path)
+        if "FloatPixelData" not in ds:
+            out.append(s)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / Path(s.path).name
+        to_integer(ds).save_as(path, enforce_file_format=True)
+        out.append(archive.store_file(path, ae_title))
+    return out
+
+
 def _audit_export(settings: Settings, ae_title: str, host: str, delivered: list[Stored], job_id: int) -> None:
     """DICOM Instances Transferred ("R", the node the requestor) for the maps a destination accepted."""
     studies: dict[str, messages.StudyRef] = {}

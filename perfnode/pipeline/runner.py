@@ -25,7 +25,7 @@ from pydicom import dcmread
 from perfnode import techniques
 from perfnode.archive.facade import Archive, Job, JobState, Stored
 from perfnode.config import PipelineSettings, Settings
-from perfnode.pipeline.deliver import deliver, request_commitment
+from perfnode.pipeline.deliver import deliver, integer_variants, request_commitment
 from perfnode.pipeline.technique import choose
 
 log = logging.getLogger("perfnode.pipeline")
@@ -176,9 +176,12 @@ class Supervisor:
         dests = [d for d in job.destinations.split(",") if d]
         try:
             for dest in dests:
-                deliver(self.archive, self.settings, job.id, dest, archived, self.cfg, self.stopping)
+                outputs = archived
+                if self.settings.peer(dest).integer_maps:  # 16-bit copies of the float maps
+                    outputs = integer_variants(self.archive, self.settings.ae_title, job.id, archived)
+                deliver(self.archive, self.settings, job.id, dest, outputs, self.cfg, self.stopping)
                 if self.cfg.commit:
-                    request_commitment(self.archive, self.settings, job.id, dest, archived, self.cfg,
+                    request_commitment(self.archive, self.settings, job.id, dest, outputs, self.cfg,
                                        self.stopping)
         except Exception as exc:
             log.error("job %d: delivery failed: %s", job.id, exc)
