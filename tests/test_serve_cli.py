@@ -33,7 +33,7 @@ def test_send_folder_recursively_by_ae_table_name(node, tmp_path):
     src = tmp_path / "in"
     files = [mr_object(src / f"sub{i % 2}" / "deep" / f"{i}.dcm", rows=16, cols=16, seed=i) for i in range(5)]
     (src / "notes.txt").write_text("not DICOM")
-    res = run([*PERFNODE, "send", str(src), "--to", "ARCHIVE", "--peer", f"ARCHIVE=127.0.0.1:{node.port}",
+    res = run([*PERFNODE, "send", str(src), "--to", "PERFNODE", "--peer", f"PERFNODE=127.0.0.1:{node.port}",
                "--ae-title", "SENDER", "--no-progress"])
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "sent 5, failed 0, skipped 1 (not DICOM)"

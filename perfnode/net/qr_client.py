@@ -281,7 +281,9 @@ def get_storage_classes(
     if not classes:
         try:
             classes = held_sop_classes(peer, settings, level, keys, root)
-        except (QueryFailed, AssociationFailed) as exc:
+        except AssociationFailed:
+            raise  # unreachable or refused: the C-GET would fail the same way
+        except (QueryFailed, ValueError, RuntimeError) as exc:  # C-FIND refused, or not negotiated
             log.warning("C-GET: cannot ask %s which SOP classes it holds (%s): proposing the usual ones",
                         peer.ae_title, exc)
         if not classes:

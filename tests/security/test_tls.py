@@ -130,8 +130,8 @@ def test_find_against_a_tls_node(node_factory, pki, tmp_path):
     run([need("storescu"), "-aec", "PERFNODE", "127.0.0.1", str(node.port), str(f)])
     cfg = tmp_path / "find.toml"
     cfg.write_text(f'[tls]\nca = "{pki.ca}"\ncert = "{pki.client.cert}"\nkey = "{pki.client.key}"\n\n'
-                   f'[peers.NODE]\nhost = "127.0.0.1"\nport = {node.tls_port}\ntls = true\n')
-    res = perfnode("find", "NODE", "-k", "StudyInstanceUID=1.2.826.0.1.3680043.8.498.77.2", "--json",
+                   f'[peers.PERFNODE]\nhost = "127.0.0.1"\nport = {node.tls_port}\ntls = true\n')
+    res = perfnode("find", "PERFNODE", "-k", "StudyInstanceUID=1.2.826.0.1.3680043.8.498.77.2", "--json",
                    "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert "1.2.826.0.1.3680043.8.498.77.2" in res.stdout
