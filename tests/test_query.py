@@ -377,3 +377,38 @@ def test_person_names_match_case_insensitively_beyond_ascii(names_db):
     assert pids(ReferringPhysicianName="шмидт*") == ["RU1"]
     [r] = find(names_db, "STUDY", PatientName="иванов*", StudyInstanceUID="")
     assert r.PatientName == "Иванов^Иван"  # returned as stored, not folded
+
+
+NAMES_BY_CHARSET = [
+    ("ISO_IR 100", "Müller^Jörg"), ("ISO_IR 101", "Dvořák^Antonín"), ("ISO_IR 109", "Ħal^Ġorġ"),
+    ("ISO_IR 110", "Ģirts^Ķēniņš"), ("ISO_IR 144", "Иванов^Иван"), ("ISO_IR 126", "Παπαδόπουλος^Γιώργος"),
+    ("ISO_IR 127", "قباني^لنزار"), ("ISO_IR 138", "שרון^דבורה"), ("ISO_IR 148", "Öztürk^Şükrü"),
+    ("ISO_IR 192", "王^小東"), ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎"),
+    ("\\ISO 2022 IR 149", "Hong^Gildong=洪^吉洞=홍^길동"),
+]
+
+
+@pytest.mark.parametrize(("charset", "name"), NAMES_BY_CHARSET)
+def test_identifiers_in_every_character_set_decode_and_answer_in_it(charset, name):
+    """An identifier as it comes off the wire in each Specific Character Set: the matching value is the
+    name, and the response goes back in the same set, bytes that decode to the name again."""
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from perfnode.net.find import response_charset
+
+    terms = charset.split("\\") if "\\" in charset else charset
+    ds = ident("STUDY", SpecificCharacterSet=terms, PatientName=name, StudyInstanceUID="")
+    wire = DicomBytesIO()
+    wire.is_little_endian, wire.is_implicit_VR = True, False
+    write_dataset(wire, ds)
+    received = dcmread(DicomBytesIO(wire.getvalue()), force=True)
+    assert Query(received).matching["PatientName"] == name
+    answer = ident("STUDY", PatientName=name)
+    answer.SpecificCharacterSet = response_charset(received.SpecificCharacterSet, answer)
+    assert answer.SpecificCharacterSet == terms
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    write_dataset(out, answer)
+    assert str(dcmread(DicomBytesIO(out.getvalue()), force=True).PatientName) == name
