@@ -60,6 +60,7 @@ def fill(db: Database, n_instances: int, n_studies: int) -> float:
                     "patient_id": f"PID{p:07d}",
                     "issuer_of_patient_id": "",
                     "patient_name": f"NAME{p:06d}^GIVEN",
+                    "patient_name_folded": f"name{p:06d}^given",  # what PN matching compares (0007)
                     "patient_birth_date": "19600101",
                     "patient_sex": "O",
                 }
