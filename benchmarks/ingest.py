@@ -6,10 +6,13 @@ Two workloads, both sent by a default DCMTK ``storescu`` (one association):
 * one ≥ 50 MB Enhanced MR object (128×128 × 20 slices × 80 phases, per-frame functional groups).
 
 For each receiver it prints wall time, objects/s, peak RSS growth of the receiving process, and
-the ratio to storescp. perfnode is also run with several maximum PDU sizes (``--pdu-sweep``) to
-choose the default. ``--write`` puts the figures into benchmarks/README.md.
+the ratio to storescp, and the CPU seconds the receiving process spent (user + system, children
+included: unlike wall time, hardly moved by other load on a shared machine). perfnode is also run
+with several maximum PDU sizes (``--pdu-sweep``) to choose the default, and with ``--baseline REF``
+as of an earlier commit too (a detached worktree), to measure what a change cost.
+``--write`` puts the figures into benchmarks/README.md.
 
-    .venv/bin/python benchmarks/ingest.py [--small 500] [--frames 1600] [--pdu-sweep] [--write]
+    .venv/bin/python benchmarks/ingest.py [--small 500] [--phases 80] [--pdu-sweep] [--baseline REF] [--write]
 """
 
 from __future__ import annotations
@@ -159,12 +162,14 @@ class Receiver:
     port: int
     workdir: Path
     called: str = "ANY-SCP"
+    env: dict[str, str] | None = None
     proc: subprocess.Popen | None = None
 
     def start(self) -> Receiver:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.workdir.parent / f"{self.workdir.name}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                     env=self.env)
         wait_port(self.port, self.proc)
         time.sleep(0.5)
         return self
@@ -178,15 +183,27 @@ class Receiver:
                 self.proc.kill()
 
 
-def perfnode(work: Path, max_pdu: int | None = None) -> Receiver:
+def perfnode(work: Path, max_pdu: int | None = None, source: tuple[str, Path] | None = None) -> Receiver:
+    """perfnode as in this tree, or (``source`` = (ref, tree)) as in an earlier commit's tree."""
     port = free_port()
-    data = work / f"perfnode-{max_pdu or 'default'}"
+    data = work / f"perfnode-{max_pdu or 'default'}{'-' + source[0] if source else ''}"
     cmd = [sys.executable, "-m", "perfnode.cli", "serve", "--no-web", "--port", str(port),
            "--data", str(data)]
     if max_pdu:
         cmd += ["--max-pdu", str(max_pdu)]
-    return Receiver(f"perfnode{f' (max PDU {max_pdu // 1024} KB)' if max_pdu else ''}", cmd, port, data,
-                    called="PERFNODE")
+    name = "perfnode" + (f" (max PDU {max_pdu // 1024} KB)" if max_pdu else "")
+    env = None
+    if source:
+        name += f" @{source[0]}"
+        env = {**os.environ, "PYTHONPATH": str(source[1])}
+    return Receiver(name, cmd, port, data, called="PERFNODE", env=env)
+
+
+def baseline_tree(work: Path, ref: str) -> Path:
+    """A detached worktree of ``ref`` in the benchmark's folder (removed with it)."""
+    tree = work / f"src-{ref}"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), ref], check=True)
+    return tree
 
 
 def storescp(work: Path) -> Receiver:
@@ -211,18 +228,33 @@ def orthanc(work: Path) -> Receiver | None:
     return Receiver("Orthanc", [exe, str(cfg)], port, data, called="ORTHANC")
 
 
-def send(r: Receiver, files: list[Path] | Path) -> tuple[float, float]:
-    """Send with a default storescu; return (seconds, peak RSS growth MB of the receiver)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def send(r: Receiver, files: list[Path] | Path) -> tuple[float, float, float]:
+    """Send with a default storescu; return (seconds, peak RSS growth MB, CPU seconds of the receiver)."""
     args = [str(files)] if isinstance(files, Path) else ["+sd", str(files[0].parent)]
     rss = RssPeak(r.proc.pid)
+    cpu0 = cpu_seconds(r.proc.pid)
     t0 = time.perf_counter()
     res = subprocess.run(["storescu", "-aec", r.called, "127.0.0.1", str(r.port), *args],
                          capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    cpu = cpu_seconds(r.proc.pid) - cpu0
     growth = rss.stop()
     if res.returncode != 0:
         raise RuntimeError(f"storescu → {r.name} failed: {res.stderr[-500:]}")
-    return dt, growth
+    return dt, growth, cpu
 
 
 def count_files(folder: Path) -> int:
@@ -237,6 +269,7 @@ def main() -> int:
     ap.add_argument("--pdu-sweep", action="store_true", help="also run perfnode with several max PDU sizes")
     ap.add_argument("--no-orthanc", action="store_true")
     ap.add_argument("--repeat", type=int, default=2, help="rounds (best time and worst RSS are kept)")
+    ap.add_argument("--baseline", metavar="REF", help="also run perfnode as of this git commit")
     ap.add_argument("--write", action="store_true", help="write the figures into benchmarks/README.md")
     args = ap.parse_args()
     for tool in ("storescu", "storescp"):
@@ -251,6 +284,8 @@ def main() -> int:
         receivers = [perfnode(work), storescp(work)]
         if not args.no_orthanc and (o := orthanc(work)):
             receivers.append(o)
+        if args.baseline:
+            receivers.append(perfnode(work, source=(args.baseline, baseline_tree(work, args.baseline))))
         if args.pdu_sweep:
             receivers += [perfnode(work, pdu) for pdu in (16_384, 65_536, 1_048_576, 4_194_304)]
         best: dict[str, tuple] = {}
@@ -259,30 +294,37 @@ def main() -> int:
                 shutil.rmtree(r.workdir / "db" if r.name == "Orthanc" else r.workdir, ignore_errors=True)
                 r.start()
                 try:
-                    t_small, rss_small = send(r, small)
-                    t_big, rss_big = send(r, big)
-                    if r.name == "perfnode":
+                    t_small, rss_small, cpu_small = send(r, small)
+                    t_big, rss_big, cpu_big = send(r, big)
+                    if r.name.startswith("perfnode"):
                         stored = count_files(r.workdir / "objects")
                         assert stored == args.small + 1, f"perfnode stored {stored} files"
                 finally:
                     r.stop()
                 print(f"[{round_ + 1}] {r.name:28s} {args.small} small: {t_small:7.2f} s "
-                      f"({args.small / t_small:6.1f}/s, RSS +{rss_small:5.1f} MB)   "
-                      f"{big_mb:.0f} MB Enhanced MR: {t_big:6.2f} s (RSS +{rss_big:5.1f} MB)", flush=True)
-                old = best.get(r.name, (r.name, t_small, rss_small, t_big, rss_big))
-                best[r.name] = (r.name, min(t_small, old[1]), max(rss_small, old[2]),
-                                min(t_big, old[3]), max(rss_big, old[4]))
+                      f"({args.small / t_small:6.1f}/s, RSS +{rss_small:5.1f} MB, CPU {cpu_small:5.2f} s)   "
+                      f"{big_mb:.0f} MB Enhanced MR: {t_big:6.2f} s "
+                      f"(RSS +{rss_big:5.1f} MB, CPU {cpu_big:5.2f} s)",
+                      flush=True)
+                now = (r.name, t_small, rss_small, t_big, rss_big, cpu_small, cpu_big)
+                old = best.get(r.name, now)
+                best[r.name] = (r.name, min(now[1], old[1]), max(now[2], old[2]), min(now[3], old[3]),
+                                max(now[4], old[4]), min(now[5], old[5]), min(now[6], old[6]))
         results = list(best.values())
-        print(f"\nbest of {args.repeat} (times) / worst of {args.repeat} (RSS growth):")
-        for name, ts, rs, tb, rb in results:
-            print(f"  {name:32s} small {ts:7.2f} s  RSS +{rs:5.1f} MB   big {tb:6.2f} s  RSS +{rb:5.1f} MB")
+        print(f"\nbest of {args.repeat} (times, CPU) / worst of {args.repeat} (RSS growth):")
+        for name, ts, rs, tb, rb, cs, cb in results:
+            print(f"  {name:32s} small {ts:7.2f} s  CPU {cs:6.2f} s  RSS +{rs:5.1f} MB   "
+                  f"big {tb:6.2f} s  CPU {cb:5.2f} s  RSS +{rb:5.1f} MB")
         ref = next(x for x in results if x[0] == "DCMTK storescp")
         print("\nratios vs storescp (small: storescp s / receiver s; big: receiver s / storescp s)")
-        for name, ts, _, tb, _ in results:
+        for name, ts, _, tb, _, _, _ in results:
             print(f"  {name:32s} small speed-up ×{ref[1] / ts:5.1f}   big time ratio {tb / ref[3]:5.2f}")
         if args.write:
             write_readme(results, ref, args.small, big_mb, args.repeat)
     finally:
+        if args.baseline:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(work / f"src-{args.baseline}")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -291,15 +333,15 @@ def write_readme(results: list[tuple], ref: tuple, n_small: int, big_mb: float, 
     load = os.getloadavg()[0]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     machine = f"{platform.machine()}, {psutil.cpu_count()} cores, {platform.system()} {platform.release()}"
-    rows = [f"| {n} | {ts:.2f} | ×{ref[1] / ts:.1f} | {rs:.0f} | {tb:.2f} | {tb / ref[3]:.2f} | {rb:.0f} |"
-            for n, ts, rs, tb, rb in results]
+    rows = [f"| {n} | {ts:.2f} | ×{ref[1] / ts:.1f} | {cs:.2f} | {rs:.0f} | {tb:.2f} | {tb / ref[3]:.2f} "
+            f"| {cb:.2f} | {rb:.0f} |" for n, ts, rs, tb, rb, cs, cb in results]
     block = "\n".join([
         f"Run {when} UTC on {machine}, load average {load:.1f} at the end (shared machine), loopback, "
         f"default storescu; best time of {repeat} rounds, largest RSS growth.",
         "",
-        f"| receiver | {n_small} × 32 KB s | speed-up vs storescp | RSS growth MB "
-        f"| {big_mb:.0f} MB Enhanced MR s | time / storescp | RSS growth MB |",
-        "|---|---|---|---|---|---|---|",
+        f"| receiver | {n_small} × 32 KB s | speed-up vs storescp | CPU s | RSS growth MB "
+        f"| {big_mb:.0f} MB Enhanced MR s | time / storescp | CPU s | RSS growth MB |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
     text = README.read_text()
