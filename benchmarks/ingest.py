@@ -82,16 +82,22 @@ def _save(ds: Dataset, path: Path) -> None:
 
 
 def make_small(folder: Path, n: int) -> list[Path]:
-    """``n`` MR Image Storage objects of 128×128 uint16 (≈32 KB each)."""
+    """``n`` MR Image Storage objects of 128×128 uint16 (≈32 KB each), with their Type 1 attributes
+    (as a scanner sends them: the node's validation finds nothing to record)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
-    study, series = generate_uid(), generate_uid()
+    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     files = []
     for i in range(n):
         ds = Dataset()
         _base(ds, "1.2.840.10008.5.1.4.1.1.4", study, series)
         ds.InstanceNumber = i + 1
         ds.Rows = ds.Columns = 128
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+        ds.ScanningSequence, ds.SequenceVariant = "EP", "NONE"
+        ds.FrameOfReferenceUID = frame_of_reference
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 5.0 * i], [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1.8, 1.8]
         ds.PixelData = rng.integers(0, 4096, (128, 128), dtype=np.uint16).tobytes()
         files.append(folder / f"{i:04d}.dcm")
         _save(ds, files[-1])
