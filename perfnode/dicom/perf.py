@@ -88,18 +88,19 @@ def is_perfusion_candidate(ds: Dataset) -> bool:
     return len(values) > 2 and values[2] == "PERFUSION"
 
 
-def _values(where: str, attr: str, values: list[str] | None) -> list[Finding]:
-    rule = R_TYPES
+#: A broken Image Type / Frame Type rule: (found, expected).
+Defect = tuple[str, str]
+
+
+def _type_defects(values: list[str] | None) -> list[Defect]:
+    """The Image Type / Frame Type rules (value 1 ORIGINAL, value 3 PERFUSION) that ``values`` break."""
     if not values:
-        return [Finding.make(Severity.ERROR, attr, "absent", "ORIGINAL\\PRIMARY\\PERFUSION\\…", rule, where)]
+        return [("absent", "ORIGINAL\\PRIMARY\\PERFUSION\\…")]
     out = []
     if values[0] != "ORIGINAL":
-        out.append(
-            Finding.make(Severity.ERROR, attr, f"value 1 {values[0]}", "value 1 ORIGINAL", rule, where)
-        )
+        out.append((f"value 1 {values[0]}", "value 1 ORIGINAL"))
     if len(values) < 3 or values[2] != "PERFUSION":
-        found = values[2] if len(values) > 2 else "absent"
-        out.append(Finding.make(Severity.ERROR, attr, f"value 3 {found}", "value 3 PERFUSION", rule, where))
+        out.append((f"value 3 {values[2] if len(values) > 2 else 'absent'}", "value 3 PERFUSION"))
     return out
 
 
@@ -119,7 +120,8 @@ def check_instance_header(ds: Dataset) -> list[Finding]:
             )
         )
         return out
-    out += _values(where, "ImageType", list(ds.get("ImageType") or []))
+    for found, expected in _type_defects(list(ds.get("ImageType") or [])):
+        out.append(Finding.make(Severity.ERROR, "ImageType", found, expected, R_TYPES, where))
     out += _pointers(ds, where)
     agents = ds.get("ContrastBolusAgentSequence")
     if not agents:
@@ -242,13 +244,13 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[Cell, int], 
             acc.part_by_column(fg, offset, matrix)
     bad_type, no_tpi, mismatch, n = acc.bad_type, acc.no_tpi, acc.mismatch, acc.n
     out: list[Finding] = []
-    for found, frames in bad_type.items():
+    for (found, expected), frames in bad_type.items():
         out.append(
             Finding.make(
                 Severity.ERROR,
                 "FrameType",
                 found,
-                "value 1 ORIGINAL" if "value 1" in found else "value 3 PERFUSION",
+                expected,
                 R_TYPES,
                 f"{where0}, {_frames(frames, n)}",
             )
@@ -307,7 +309,7 @@ class _Frames:
 
     def __init__(self, pointers: list[int]) -> None:
         self.pointers = pointers
-        self.bad_type: dict[str, list[int]] = defaultdict(list)
+        self.bad_type: dict[Defect, list[int]] = defaultdict(list)
         self.no_tpi: list[int] = []
         self.mismatch: dict[str, list[int]] = defaultdict(list)
         self.stack_index: dict[str, set[int]] = defaultdict(set)
@@ -315,19 +317,19 @@ class _Frames:
         self.dupes: dict[Cell, list[int]] = {}  # cells in more than one frame → their frame numbers
         self.n = 0
 
-    def _frame_types(self, fg: FunctionalGroups) -> tuple[list[int], list[list[str]]]:
-        """Per frame, an index into the list of Frame Type findings (``found``) of each distinct value."""
+    def _frame_types(self, fg: FunctionalGroups) -> tuple[list[int], list[list[Defect]]]:
+        """Per frame, an index into the list of Frame Type defects of each distinct value."""
         mr = fg.column("MRImageFrameTypeSequence", "FrameType")
         ct = fg.column("CTImageFrameTypeSequence", "FrameType")
         seen: dict[tuple[int, int], int] = {}
-        founds: list[list[str]] = []
+        founds: list[list[Defect]] = []
         index = []
         for mr_code, ct_code in np.column_stack((mr.codes, ct.codes)).tolist():
             pair = (mr_code, ct_code)
             k = seen.get(pair)
             if k is None:
                 k = seen[pair] = len(founds)
-                founds.append(_frame_type_found(mr.values[pair[0]] or ct.values[pair[1]]))
+                founds.append(_frame_type_defects(mr.values[pair[0]] or ct.values[pair[1]]))
             index.append(k)
         return index, founds
 
@@ -425,16 +427,17 @@ _SKIP = object()  # no Stack ID: its indices were collected for the whole part
 
 def _equal(col: Column, values: np.ndarray) -> np.ndarray:
     """Per frame: is the column's value the integer in ``values``? (False where unsure: judged alone.)"""
-    exact = [type(v) is int and -(2**63) < v < 2**63 for v in col.values]
-    ints = np.array([v if exact[i] else 0 for i, v in enumerate(col.values)], np.int64)
-    equal: NDArray[np.bool_] = np.array(exact, bool)[col.codes] & (ints[col.codes] == values)
+    exact = [type(v) is int and -(2**63) <= v < 2**63 for v in col.values]  # fits in int64
+    # the placeholder 0 of a value that is not exact is masked out by ``exact`` (no mutant of it can matter)
+    ints = np.array([v if exact[i] else 0 for i, v in enumerate(col.values)])  # pragma: no mutate
+    equal: NDArray[np.bool_] = np.array(exact)[col.codes] & (ints[col.codes] == values)
     return equal
 
 
-def _frame_type_found(ft: Any) -> list[str]:
-    """``found`` of each Frame Type finding for one frame's Frame Type value."""
+def _frame_type_defects(ft: Any) -> list[Defect]:
+    """The Frame Type rules one frame's Frame Type value breaks."""
     values = [ft] if isinstance(ft, str) else (list(ft) if ft else None)
-    return [f.found for f in _values("", "FrameType", values)]
+    return _type_defects(values)
 
 
 def _grid(cells: dict[Cell, Any], where: str) -> list[Finding]:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import re
 from copy import deepcopy
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from perfnode.dicom.frames import expand
-from perfnode.dicom.perf import check_dataset, check_series, is_perfusion_candidate
+from perfnode.dicom.groups import Column
+from perfnode.dicom.perf import _equal, check_dataset, check_series, is_perfusion_candidate
 from perfnode.phantoms import RULES, Size, make
 
 SIZE = Size(nx=8, ny=8, nz=3, nt=5)
@@ -431,3 +433,23 @@ def test_an_unknown_pointer_is_named_by_its_tag(tmp_path):
         "(0019,1010) for InStackPositionNumber; expected FrameContentSequence (0020,9111) "
         "(IHE RAD TF-2 4.8.4.1.2.5.2)"]
 
+
+
+def test_frame_type_absent_in_every_frame(tmp_path):
+    def change(dss):
+        del dss[0].SharedFunctionalGroupsSequence[0].MRImageFrameTypeSequence
+
+    assert _both(_series(tmp_path, change)) == [
+        "ERROR: (0008,9007) FrameType [instance <uid>, frames 1, 2, 3, 4, 5, 6, 7, 8 … (15 of 15)]: found "
+        "absent; expected ORIGINAL\\PRIMARY\\PERFUSION\\… (IHE RAD TF-2 Table 4.8.4.1.2.5.2-1)"]
+
+
+def test_equal_only_for_the_same_int64():
+    """The columnar reading skips the frames whose value is surely the integer given; all others are
+    judged one by one, so ``_equal`` must never say yes wrongly, and says no where unsure."""
+    values = [3, None, "3", 3.0, [3], True, 200, 2**62 + 1, -(2**63), 2**63 - 1, -(2**63) - 1, 2**63]
+    given = [3, 3, 3, 3, 3, 1, 200, 2**62, -(2**63), 2**63 - 1, 0, 0]
+    col = Column(values, np.arange(len(values))[::-1].copy())  # codes pick the values back to front
+    got = _equal(col, np.array(given[::-1], np.int64))
+    expected = [True, False, False, False, False, False, True, False, True, True, False, False]
+    assert got[::-1].tolist() == expected
