@@ -42,7 +42,10 @@ GATED = "dicom/perf.py"
 
 
 def mutmut(workdir: Path, *args: str, timeout: float = 4 * 3600) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(workdir))
+    # one BLAS thread per test process: mutmut runs two at once, and spinning BLAS threads on a shared
+    # machine burn the CPU-time budget mutmut gives each mutant (it then reports a timeout)
+    env = dict(os.environ, PYTHONPATH=str(workdir), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=workdir, env=env, text=True,
                           capture_output=True, timeout=timeout)
 
