@@ -67,15 +67,17 @@ def _frames(numbers: list[int], total: int) -> str:
     return f"frame{'s' if len(numbers) > 1 else ''} {shown} ({len(numbers)} of {total})"
 
 
+def _pointer_tags(ds: Dataset) -> list[int]:
+    """The Dimension Index Pointers in order; 0 for an item without one."""
+    return [int(Tag(d.get("DimensionIndexPointer", 0))) for d in ds.get("DimensionIndexSequence") or []]
+
+
 def is_perfusion_candidate(ds: Dataset) -> bool:
     """Does ``ds`` present itself as a perfusion object (so that the PERF rules apply)?"""
     it = list(ds.get("ImageType") or [])
     if len(it) > 2 and it[2] == "PERFUSION":
         return True
-    if any(
-        Tag(d.get("DimensionIndexPointer", 0)) == Tag("TemporalPositionIndex")
-        for d in ds.get("DimensionIndexSequence") or []
-    ):
+    if TEMPORAL_INDEX in _pointer_tags(ds):
         return True
     if ds.SOPClassUID in CLASSIC:
         return ds.get("TemporalPositionIdentifier") is not None
@@ -157,7 +159,7 @@ def _pointers(ds: Dataset, where: str) -> list[Finding]:
     if not seq:
         return [Finding.make(Severity.ERROR, "DimensionIndexSequence", "absent", expected, R_DIM, where)]
     out = []
-    pointers = [Tag(d.get("DimensionIndexPointer", 0)) for d in seq]
+    pointers = [Tag(t) for t in _pointer_tags(ds)]
     head = pointers[:3]
     missing = [t for t in REQUIRED_POINTERS if t not in pointers]
     for t in missing:
@@ -182,9 +184,8 @@ def _pointers(ds: Dataset, where: str) -> list[Finding]:
                 where,
             )
         )
-    for i, d in enumerate(seq, start=1):
-        p = Tag(d.get("DimensionIndexPointer", 0))
-        g = d.get("FunctionalGroupPointer")
+    for i, d in enumerate(seq):
+        p, g = pointers[i], d.get("FunctionalGroupPointer")
         if p in REQUIRED_POINTERS and (g is None or Tag(g) != FRAME_CONTENT):
             found = f"{_kw(g)} {Tag(g)}" if g is not None else "absent"
             out.append(
@@ -194,7 +195,7 @@ def _pointers(ds: Dataset, where: str) -> list[Finding]:
                     f"{found} for {_kw(p)}",
                     f"FrameContentSequence {FRAME_CONTENT}",
                     R_DIM,
-                    f"{where}, dimension item {i}",
+                    f"{where}, dimension item {i + 1}",
                 )
             )
     return out
@@ -230,10 +231,7 @@ def _frame_rules(parts: list[Dataset]) -> tuple[list[Finding], dict[Cell, int], 
         if len(parts) == 1
         else f"concatenation of {parts[0].get('SOPInstanceUIDOfConcatenationSource', '')}"
     )
-    pointers = [
-        int(Tag(d.get("DimensionIndexPointer", 0))) for d in parts[0].get("DimensionIndexSequence") or []
-    ]
-    acc = _Frames(pointers)
+    acc = _Frames(_pointer_tags(parts[0]))
     for p in parts:
         fg = functional_groups(p)
         offset = int(p.get("ConcatenationFrameOffsetNumber") or 0) if len(parts) > 1 else 0
@@ -471,6 +469,10 @@ def _grid(cells: dict[Cell, Any], where: str) -> list[Finding]:
     return out
 
 
+def _series(headers: list[Dataset]) -> str:
+    return f"series {headers[0].get('SeriesInstanceUID', '')}"
+
+
 def check_series(headers: Iterable[Dataset]) -> list[Finding]:
     """PERF findings for one series (any mix of instances; concatenations are checked as one object)."""
     headers = list(headers)
@@ -503,7 +505,7 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
             out += findings
             cells.update(dict.fromkeys(object_cells))
         if cells:
-            out += _grid(cells, f"series {headers[0].get('SeriesInstanceUID', '')}")
+            out += _grid(cells, _series(headers))
     if classic:
         uids = sorted({o[0].SOPClassUID.name for o in classic})
         out.append(
@@ -513,7 +515,7 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
                 f"{len(classic)} classic image(s): {', '.join(uids)}",
                 "one Enhanced MR or Enhanced CT instance",
                 R_SOP,
-                f"series {headers[0].get('SeriesInstanceUID', '')}",
+                _series(headers),
             )
         )
     if len(enhanced) > 1:
@@ -524,7 +526,7 @@ def check_series(headers: Iterable[Dataset]) -> list[Finding]:
                 f"{len(enhanced)} separate Enhanced instances",
                 "all perfusion images in a single instance (or one concatenation)",
                 R_SINGLE,
-                f"series {headers[0].get('SeriesInstanceUID', '')}",
+                _series(headers),
             )
         )
     return out

@@ -453,3 +453,33 @@ def test_equal_only_for_the_same_int64():
     got = _equal(col, np.array(given[::-1], np.int64))
     expected = [True, False, False, False, False, False, True, False, True, True, False, False]
     assert got[::-1].tolist() == expected
+
+
+def test_series_level_findings(tmp_path):
+    mr = _readings(_series(tmp_path / "mr", shape="classic"))[0]
+    ct = _readings(_series(tmp_path / "ct", shape="classic", technique="ctp"))[0]
+    del mr[0].SeriesInstanceUID  # the series is named after the first header's
+    assert _text(check_series([mr[0], ct[0]])) == [
+        "ERROR: (0008,0016) SOPClassUID [series ]: found 2 classic image(s): CT Image Storage, MR Image "
+        "Storage; expected one Enhanced MR or Enhanced CT instance (IHE RAD TF-2 Table 4.8-6)"]
+    per_time = _readings(_series(tmp_path / "pt", shape="per-time"))[0]
+    assert _text(check_series(per_time[:2]))[-1] == (
+        "ERROR: (0008,0018) SOPInstanceUID [series <uid>]: found 2 separate Enhanced instances; expected all "
+        "perfusion images in a single instance (or one concatenation) (IHE RAD TF-2 4.8.4.1.2.5.2)")
+    other = deepcopy(mr[0])
+    other.ImageType = None
+    del other.TemporalPositionIdentifier
+    assert _text(check_series([other])) == [
+        "INFO: (0008,0008) ImageType [instance <uid>: not checked]: found absent; expected a perfusion "
+        "object (value 3 PERFUSION) for the PERF rules to apply (IHE RAD TF-2 Table 4.8.4.1.2.5.2-1)"]
+
+
+def test_a_dimension_item_without_its_pointer(tmp_path):
+    ds = _readings(_series(tmp_path))[0][0]
+    blank = deepcopy(ds.DimensionIndexSequence[0])
+    del blank.DimensionIndexPointer
+    ds.DimensionIndexSequence.insert(0, blank)
+    assert _text(check_dataset(ds))[0] == (
+        "ERROR: (0020,9165) DimensionIndexPointer [instance <uid>]: found CommandGroupLength → StackID → "
+        "InStackPositionNumber → TemporalPositionIndex; expected StackID → InStackPositionNumber → "
+        "TemporalPositionIndex first, in that order (IHE RAD TF-2 4.8.4.1.2.5.2)")
