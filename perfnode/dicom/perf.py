@@ -389,8 +389,8 @@ class _Frames:
                     self.bad_type[found].append(frame_nos[i])
         tpi_col = fg.column("FrameContentSequence", "TemporalPositionIndex")
         tpi = tpi_col.tolist()
-        tpi_none = np.array([v is None for v in tpi_col.values], bool)[tpi_col.codes]
-        self.no_tpi += np.array(frame_nos)[tpi_none].tolist() if tpi_none.any() else []
+        tpi_none = np.array([v is None for v in tpi_col.values])[tpi_col.codes]
+        self.no_tpi += np.array(frame_nos)[tpi_none].tolist()
         pos_col = fg.column("FrameContentSequence", "InStackPositionNumber")
         pos_no = pos_col.tolist()
         stack_col = fg.column("FrameContentSequence", "StackID")

@@ -282,6 +282,21 @@ def test_dimension_index_values_must_count_one_per_pointer(tmp_path):
     assert _both(_series(tmp_path / "every", every)) == [
         f"{DIV}, frames 1, 2, 3, 4, 5, 6, 7, 8 … (15 of 15)]: found 2 values for 3 pointers; {CONTENT}"]
 
+    def every_part(dss):
+        for ds in dss:
+            for fc in _frame_contents(ds):
+                fc.DimensionIndexValues = list(fc.DimensionIndexValues)[:2]
+
+    def no_tpi_in_two_parts(dss):
+        del _frame_contents(dss[0])[1].TemporalPositionIndex
+        del _frame_contents(dss[2])[3].TemporalPositionIndex
+
+    assert _both(_series(tmp_path / "parts", every_part, shape="concat")) == [
+        "ERROR: (0020,9157) DimensionIndexValues [concatenation of <uid>, frames 1, 2, 3, 4, 5, 6, 7, 8 … "
+        f"(15 of 15)]: found 2 values for 3 pointers; {CONTENT}"]
+    assert _both(_series(tmp_path / "tpi", no_tpi_in_two_parts, shape="concat"))[0] == (
+        TPI_ABSENT.replace("instance", "concatenation of").format("frames 2, 14 (2 of 15)"))
+
 
 def test_one_index_per_stack_id_names_the_stack(tmp_path):
     def change(dss):
@@ -291,7 +306,20 @@ def test_one_index_per_stack_id_names_the_stack(tmp_path):
         div[j] = div[j] + 1
         fc.DimensionIndexValues = div
 
-    assert _both(_series(tmp_path, change)) == [
+    def and_times(dss):  # two frames judged alone for their time, one of them the one with index 2
+        change(dss)
+        t = _pointer_index(dss[0], "TemporalPositionIndex")
+        for i in (2, 5):
+            fc = _frame_contents(dss[0])[i]
+            div = list(fc.DimensionIndexValues)
+            div[t] = div[t] + 1
+            fc.DimensionIndexValues = div
+
+    assert _both(_series(tmp_path / "one", change)) == [
+        f"{DIV}]: found Stack ID 1 → indices [1, 2]; expected one index per Stack ID (PS3.3 C.7.6.17.1)"]
+    assert _both(_series(tmp_path / "times", and_times)) == [
+        f"{DIV}, frame 3 (1 of 15)]: found TemporalPositionIndex 1 vs index 2; {CONTENT}",
+        f"{DIV}, frame 6 (1 of 15)]: found TemporalPositionIndex 2 vs index 3; {CONTENT}",
         f"{DIV}]: found Stack ID 1 → indices [1, 2]; expected one index per Stack ID (PS3.3 C.7.6.17.1)"]
 
 
@@ -483,3 +511,27 @@ def test_a_dimension_item_without_its_pointer(tmp_path):
         "ERROR: (0020,9165) DimensionIndexPointer [instance <uid>]: found CommandGroupLength → StackID → "
         "InStackPositionNumber → TemporalPositionIndex; expected StackID → InStackPositionNumber → "
         "TemporalPositionIndex first, in that order (IHE RAD TF-2 4.8.4.1.2.5.2)")
+
+
+def test_values_of_a_fourth_dimension_are_sorted(tmp_path):
+    def change(dss):
+        ds = dss[0]
+        extra = deepcopy(ds.DimensionIndexSequence[0])
+        extra.DimensionIndexPointer = pydicom.tag.Tag("FrameAcquisitionNumber")
+        ds.DimensionIndexSequence.append(extra)
+        for i, fc in enumerate(_frame_contents(ds)):  # 40 before 3 in a set's order: sorted, 3 comes first
+            fc.DimensionIndexValues = [*fc.DimensionIndexValues, 3 if i == 14 else 40]
+
+    assert _both(_series(tmp_path, change)) == [
+        f"{DIV}, stack 1]: found 15 cell(s) of the 3 × 5 × 2 grid missing: position 1, time 1, other (3,); "
+        "position 1, time 2, other (3,); position 1, time 3, other (3,); position 1, time 4, other (3,); "
+        f"position 1, time 5, other (3,); position 2, time 1, other (3,) …; {GRID}"]
+
+
+def test_six_missing_cells_are_all_named(tmp_path):
+    paths = _series(tmp_path, lambda dss: _drop_frames(dss[0], [0, 1, 2, 3, 4, 5]))
+    assert _both(paths) == [
+        f"{DIV}, stack 1]: found 6 cell(s) of the 3 × 5 grid missing: position 1, time 1; position 1, "
+        f"time 2; position 2, time 1; position 2, time 2; position 3, time 1; position 3, time 2; {GRID}"]
+
+
