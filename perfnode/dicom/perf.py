@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from perfnode.dicom.concatenation import check_parts
@@ -86,7 +87,7 @@ def is_perfusion_candidate(ds: Dataset) -> bool:
     fg = functional_groups(ds)  # the first frame's Frame Type: per-frame, else shared
     ft = fg.value(0, "MRImageFrameTypeSequence", "FrameType")
     ft = ft or fg.value(0, "CTImageFrameTypeSequence", "FrameType")
-    values = [ft] if isinstance(ft, str) else list(ft or [])
+    values = list(ft) if isinstance(ft, (list, MultiValue)) else []  # one value (a str): no value 3
     return len(values) > 2 and values[2] == "PERFUSION"
 
 

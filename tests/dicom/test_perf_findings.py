@@ -423,11 +423,23 @@ def _enhanced_variant(ds: Dataset, image_type3: str, frame_type3: str, tpi_point
 
 @pytest.mark.parametrize("technique", ["dsc", "ctp"])
 def test_what_counts_as_a_perfusion_object(tmp_path, technique):
-    enhanced = _readings(_series(tmp_path / "e", technique=technique))[1][0]
-    assert is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "PERFUSION", False))  # by Frame Type
-    assert is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "OTHER", True))  # by its pointer
-    assert is_perfusion_candidate(_enhanced_variant(enhanced, "PERFUSION", "OTHER", False))  # Image Type
-    assert not is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "OTHER", False))
+    for enhanced in (r[0] for r in _readings(_series(tmp_path / "e", technique=technique))):
+        assert is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "PERFUSION", False))  # Frame Type
+        assert is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "OTHER", True))  # its pointer
+        assert is_perfusion_candidate(_enhanced_variant(enhanced, "PERFUSION", "OTHER", False))  # Image Type
+        assert not is_perfusion_candidate(_enhanced_variant(enhanced, "OTHER", "OTHER", False))
+        first = _enhanced_variant(enhanced, "OTHER", "OTHER", False)  # the first frame's own Frame Type
+        kw = next(k for k in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence")
+                  if k in first.SharedFunctionalGroupsSequence[0])
+        item = deepcopy(first.SharedFunctionalGroupsSequence[0][kw].value[0])
+        item.FrameType = ["ORIGINAL", "PRIMARY", "PERFUSION", "NONE"]
+        second, one = deepcopy(first), deepcopy(first)
+        setattr(first.PerFrameFunctionalGroupsSequence[0], kw, Sequence([item]))
+        setattr(second.PerFrameFunctionalGroupsSequence[1], kw, Sequence([item]))
+        one.SharedFunctionalGroupsSequence[0][kw].value[0].FrameType = "PERFUSION"  # one value: no value 3
+        assert is_perfusion_candidate(first)
+        assert not is_perfusion_candidate(second)
+        assert not is_perfusion_candidate(one)
     classic = _readings(_series(tmp_path / "c", shape="classic", technique=technique))[0][0]
     assert is_perfusion_candidate(classic)
     classic.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
@@ -535,3 +547,30 @@ def test_six_missing_cells_are_all_named(tmp_path):
         f"time 2; position 2, time 1; position 2, time 2; position 3, time 1; position 3, time 2; {GRID}"]
 
 
+
+
+def test_a_one_valued_frame_type(tmp_path):
+    def change(dss):
+        item = deepcopy(dss[0].SharedFunctionalGroupsSequence[0].MRImageFrameTypeSequence[0])
+        item.FrameType = "ORIGINAL"
+        dss[0].PerFrameFunctionalGroupsSequence[4].MRImageFrameTypeSequence = Sequence([item])
+
+    assert _both(_series(tmp_path, change)) == [
+        "ERROR: (0008,9007) FrameType [instance <uid>, frame 5 (1 of 15)]: found value 3 absent; expected "
+        "value 3 PERFUSION (IHE RAD TF-2 Table 4.8.4.1.2.5.2-1)"]
+
+
+def test_parts_are_taken_in_concatenation_order(tmp_path):
+    """Parts sorted by In-concatenation Number (a part without one first); the object is named after the
+    first part's source SOP Instance UID."""
+    _, files = make("dsc", "concat", tmp_path, size=SIZE, seed=3, parts=2)
+    a, b = (pydicom.dcmread(f) for f in files)
+    del b.InConcatenationNumber, b.SOPInstanceUIDOfConcatenationSource  # part 2 now sorts first
+    del _frame_contents(a)[1].TemporalPositionIndex
+    del _frame_contents(b)[1].TemporalPositionIndex
+    for ds, f in ((a, files[0]), (b, files[1])):
+        ds.save_as(f, enforce_file_format=True)
+    for headers in _readings(files):
+        found = [f for f in _text(check_series(headers)) if "TemporalPositionIndex" in f]
+        named = TPI_ABSENT.replace("instance <uid>", "concatenation of ")
+        assert found == [named.format("frames 10, 2 (2 of 15)")]
