@@ -2,7 +2,9 @@
 
 Each command lives in ``perfnode/commands/NAME.py`` and exposes
 ``register(subparsers) -> argparse.ArgumentParser`` whose parser has ``func(args) -> int``
-set as a default. Add a command by adding its module name to ``COMMANDS``.
+set as a default. Add a command by adding its module name to ``COMMANDS``. Only the module of the
+command given is imported (``perfnode echo`` need not load the archive, the science and the web
+server); ``perfnode --help`` imports them all.
 
 A mistake answers in one line on stderr, naming the host, path, URL, key or file: exit status 2 for
 a wrong argument (usage), 1 for a failure. ``--debug`` shows the Python traceback instead.
@@ -46,7 +48,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_named(argv: list[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option), if it is one of ours."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone (the others not imported)."""
     parser = Parser(
         prog="perfnode",
         description="DICOM-native PACS node for CT/MR perfusion imaging (IHE PERF).",
@@ -55,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         importlib.import_module(f"perfnode.commands.{name}").register(sub)
     for p in sub.choices.values():  # also accepted after the command: perfnode echo … --debug
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -88,11 +97,14 @@ def explain(exc: BaseException) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_named(argv)).parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     if args.command == "serve":
         level = min(level, logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # alembic announces each plugin it loads (INFO) when first imported, now after this set-up
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.verbose < 2:
         # an SCU command says in its own line why an association failed; the node logs its own
         logging.getLogger("pynetdicom").setLevel(
