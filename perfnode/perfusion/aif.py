@@ -219,15 +219,20 @@ class VofSelection:
     scale: float
 
 
-def select_vof(curves: np.ndarray, times: np.ndarray, aif: np.ndarray, n_voxels: int = 5,
-               min_delay_s: float = 2.0, max_scale: float = 3.0) -> VofSelection | None:
+def select_vof(curves: np.ndarray, times: np.ndarray, aif: np.ndarray, n_voxels: int = 20,
+               min_delay_s: float = 2.0, max_scale: float = 3.0, core_fraction: float = 0.8
+               ) -> VofSelection | None:
     """A venous output function (a sagittal-sinus-like vessel) for partial-volume correction of the AIF.
 
     Candidates: the curves with the largest area (at least half the largest area of any curve: a large
     vein carries all the indicator, tissue a few per cent of it) that arrive at least ``min_delay_s``
-    after the AIF; the ``n_voxels`` largest are averaged. The AIF is scaled by ``area(VOF)/area(AIF)``
-    when that is between 1 (partial volume only ever lowers the arterial area) and ``max_scale``.
-    Returns ``None`` when no vein-like curve exists.
+    after the AIF; of those, every curve whose area is at least ``core_fraction`` of the largest (the
+    vein's core, not its partial-volume rim) is averaged, at most ``n_voxels``. Averaging the whole core
+    rather than the few largest keeps the noise from choosing: at SNR 20–30 the 5 largest of a 8-voxel
+    sinus were those whose noise added area, and the scale came out 5–10 % high. The AIF is scaled by
+    ``area(VOF)/area(AIF)`` (trapezoid areas of the curves as given, baseline-subtracted: no clipping,
+    which would add the positive half of the baseline noise) when that is between 1 (partial volume only
+    ever lowers the arterial area) and ``max_scale``. Returns ``None`` when no vein-like curve exists.
     """
     c = np.asarray(curves, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
@@ -244,9 +249,13 @@ def select_vof(curves: np.ndarray, times: np.ndarray, aif: np.ndarray, n_voxels:
     rows = np.flatnonzero(big)
     if rows.size == 0 or a_aif <= 0:
         return None
-    rows = rows[np.argsort(-area[rows])][:n_voxels]
+    rows = rows[np.argsort(-area[rows])]
+    rows = rows[area[rows] >= core_fraction * area[rows[0]]][:n_voxels]
     vof = c[rows].mean(axis=0)
-    scale = float(np.clip(vof, 0.0, None) @ w) / a_aif
+    a_aif_raw = float(np.trapezoid(np.asarray(aif, dtype=np.float64), t))
+    if a_aif_raw <= 0:
+        return None
+    scale = float(np.trapezoid(vof, t)) / a_aif_raw
     if not 1.0 <= scale <= max_scale:
         return None
     return VofSelection(vof, rows, scale)

@@ -23,14 +23,14 @@ from .aif import select_aif, select_vof
 from .base import FitResult, as_curves, to_maps
 from .baseline import contrast_to_noise, detect_bolus
 from .deconvolution import WU_OI_THRESHOLD
-from .denoise import noise_sd, tips_filter
-from .dsc import UNITS, _relative, _rows, flat_indices, hematocrit_factor, indicator_dilution_fit
+from .denoise import guided_tips
+from .dsc import UNITS, Method, _relative, _rows, flat_indices, hematocrit_factor, indicator_dilution_fit
 
 
 class CtpModel:
     """CT perfusion settings; :meth:`fit` computes all maps of a ``(t, z, y, x)`` or ``(..., t)`` array."""
 
-    def __init__(self, times_s: np.ndarray, *, method: Literal["ssvd", "csvd", "osvd", "parametric"] = "osvd",
+    def __init__(self, times_s: np.ndarray, *, method: Method = "osvd",
                  threshold: float | None = None, oi_threshold: float = WU_OI_THRESHOLD,
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif_hu: np.ndarray | None = None,
@@ -60,13 +60,9 @@ class CtpModel:
                 raise ValueError("TIPS denoising needs a (t, z, y, x) volume")
             m = np.ones(vol.shape[1:], bool) if mask is None else np.asarray(mask, bool)
             b0, b1 = detect_bolus(vol[:, m].mean(axis=1), skip=self.skip_frames).frames
-            sigma = noise_sd(vol, m, (b0, b1))
-            r = self.denoise_radius
-            data, time_axis = tips_filter(vol, m, sigma, radius=r, sigma_spatial=r / 1.5), 0
+            data, denoising = guided_tips(vol, m, (b0, b1), radius=self.denoise_radius)
+            time_axis = 0
             cnr_denoised = contrast_to_noise(data, m, (b0, b1), falls=False)
-            denoising = (f"TIPS bilateral filter (Mendrik et al., Phys Med Biol 2011;56:3857): in-plane "
-                         f"radius {r}, spatial sigma {r / 1.5:.3g} voxels, h 1, noise SD {sigma:.3g} HU "
-                         "from the baseline")
         curves, spatial, sel = as_curves(data, time_axis, mask, dtype=self.dtype)
         if curves.shape[1] != self.times.size:
             raise ValueError(f"data have {curves.shape[1]} frames but {self.times.size} frame times")

@@ -13,6 +13,14 @@ frames, so the filter adapts to the noise: two voxels with the same true curve h
 air) get no weight from each other, so edges and vessels survive while the noise of homogeneous
 tissue falls by up to the square root of the number of similar neighbours. Vectorised: one pass per
 neighbour offset over the whole volume; only voxels inside ``mask`` contribute or are changed.
+
+At clinical CT noise one pass is not enough for an ischaemic core: its enhancement (a few HU) is below
+the noise of one voxel (10–35 HU), so profiles of core and penumbra look alike and the filter can
+neither average enough core voxels nor keep the penumbra out. :func:`guided_tips` therefore compares
+profiles only over the bolus passage (the frames where they can differ), on more strongly smoothed
+curves, and then filters the acquired data again with a wider neighbourhood whose weights come from the
+first pass's output (a guided, "rolling guidance" bilateral filter: the guide's noise is several times
+lower, so the range kernel separates the tissues).
 """
 
 from __future__ import annotations
@@ -21,6 +29,18 @@ import numpy as np
 
 #: [1, 2, 1]/4 temporal smoothing keeps 3/8 of white-noise variance.
 _SMOOTH_VARIANCE = 0.375
+
+
+def _smooth(arr: np.ndarray, passes: int) -> tuple[np.ndarray, float]:
+    """``passes`` × [1, 2, 1]/4 along axis 0, and the fraction of white-noise variance it keeps."""
+    out = arr
+    kernel = np.array([1.0])
+    for _ in range(passes):
+        s = out.copy()
+        s[1:-1] = 0.25 * out[:-2] + 0.5 * out[1:-1] + 0.25 * out[2:]
+        out = s
+        kernel = np.convolve(kernel, [0.25, 0.5, 0.25])
+    return out, float(np.sum(kernel ** 2))
 
 
 def noise_sd(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int]) -> float:
@@ -33,16 +53,26 @@ def noise_sd(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int]) -> f
 
 
 def tips_filter(data: np.ndarray, mask: np.ndarray, sigma_noise: float, *, radius: int = 3,
-                sigma_spatial: float = 2.0, h: float = 1.0) -> np.ndarray:
-    """TIPS-filtered copy of ``data`` ``(t, z, y, x)`` (float32); voxels outside ``mask`` unchanged."""
+                sigma_spatial: float = 2.0, h: float = 1.0, guide: np.ndarray | None = None,
+                window: tuple[int, int] | None = None, smooth_passes: int = 1) -> np.ndarray:
+    """TIPS-filtered copy of ``data`` ``(t, z, y, x)`` (float32); voxels outside ``mask`` unchanged.
+
+    The profile similarity is measured on ``guide`` (default ``data``; ``sigma_noise`` is the noise SD
+    of what it is measured on), smoothed ``smooth_passes`` times by [1, 2, 1]/4, over the frames
+    ``window`` ``[start, stop)`` (default all).
+    """
     arr = np.asarray(data, dtype=np.float32)
     m = np.asarray(mask, bool)
     if arr.ndim != 4 or m.shape != arr.shape[1:]:
         raise ValueError(f"data must be (t, z, y, x) with a (z, y, x) mask, got {arr.shape} and {m.shape}")
-    smooth = arr.copy()
-    smooth[1:-1] = 0.25 * arr[:-2] + 0.5 * arr[1:-1] + 0.25 * arr[2:]
+    g = arr if guide is None else np.asarray(guide, dtype=np.float32)
+    if g.shape != arr.shape:
+        raise ValueError(f"guide shape {g.shape} differs from the data's {arr.shape}")
+    smooth, kept = _smooth(g, smooth_passes)
+    if window is not None:
+        smooth = smooth[window[0]:window[1]]
     var_n = max(float(sigma_noise) ** 2, 1e-12)
-    expected = 2.0 * var_n * _SMOOTH_VARIANCE  # E[D²] of two noisy copies of one curve
+    expected = 2.0 * var_n * kept  # E[D²] of two noisy copies of one curve
     total = np.zeros(arr.shape, np.float32)
     weight = np.zeros(m.shape, np.float32)
     ny, nx = m.shape[1:]
@@ -64,3 +94,34 @@ def tips_filter(data: np.ndarray, mask: np.ndarray, sigma_noise: float, *, radiu
     inside = m & (weight > 0)
     out[:, inside] = total[:, inside] / weight[inside]
     return out
+
+
+def bolus_window(mean_curve: np.ndarray, baseline: tuple[int, int]) -> tuple[int, int]:
+    """Frames ``[start, stop)`` where tissue curves differ: from the end of the baseline to four times
+    the arrival-to-peak time of ``mean_curve`` after its peak."""
+    c = np.asarray(mean_curve, dtype=np.float64)
+    start = max(int(baseline[1]) - 1, 0)
+    peak = max(int(np.argmax(c[start:])) + start, start + 1)
+    return start, min(c.size, peak + 4 * (peak - start) + 1)
+
+
+def guided_tips(data: np.ndarray, mask: np.ndarray, baseline: tuple[int, int], *, radius: int = 3,
+                guided_radius: int = 6, guided_passes: int = 2, h: float = 1.0
+                ) -> tuple[np.ndarray, str]:
+    """Bolus-window TIPS of ``data`` ``(t, z, y, x)``, then ``guided_passes`` wider passes guided by the
+    previous output (see the module docstring). Returns the filtered copy and a one-line description
+    for the provenance. The noise SD of data and guide come from the ``baseline`` frames."""
+    arr = np.asarray(data, dtype=np.float32)
+    m = np.asarray(mask, bool)
+    sigma = noise_sd(arr, m, baseline)
+    window = bolus_window(arr[:, m].mean(axis=1), baseline)
+    out = tips_filter(arr, m, sigma, radius=radius, sigma_spatial=radius / 1.5, h=h, window=window,
+                      smooth_passes=2)
+    for _ in range(guided_passes):
+        out = tips_filter(arr, m, noise_sd(out, m, baseline), radius=guided_radius,
+                          sigma_spatial=guided_radius / 1.5, h=h, guide=out, window=window, smooth_passes=2)
+    text = (f"TIPS bilateral filter (Mendrik et al., Phys Med Biol 2011;56:3857), profiles compared over "
+            f"frames {window[0]}–{window[1] - 1} after 2 × [1,2,1]/4 smoothing: in-plane radius {radius}, "
+            f"then {guided_passes} passes of radius {guided_radius} guided by the previous output; spatial "
+            f"sigma radius/1.5, h {h:g}, noise SD {sigma:.3g} from the baseline")
+    return out, text

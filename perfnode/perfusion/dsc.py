@@ -25,7 +25,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +36,16 @@ from threadpoolctl import threadpool_limits
 from .aif import select_aif
 from .base import FitResult, as_curves, to_maps
 from .baseline import detect_bolus
-from .deconvolution import WU_OI_THRESHOLD, Method, SvdDeconvolver, residue_peak
+from .deconvolution import WU_OI_THRESHOLD, SvdDeconvolver, residue_peak
+from .deconvolution import Method as SvdMethod
+
+#: Model-based methods (:mod:`perfnode.perfusion.parametric`), started from oSVD: ``parametric``
+#: (exponential residue), ``parametric-tied`` (the same with F = CBV/MTT), ``gamma`` (gamma residue,
+#: its shape chosen over the volume).
+PARAMETRIC: tuple[str, ...] = ("parametric", "parametric-tied", "gamma")
+#: Every deconvolution method by name.
+METHODS: tuple[str, ...] = ("ssvd", "csvd", "osvd", *PARAMETRIC)
+Method = Literal["ssvd", "csvd", "osvd", "parametric", "parametric-tied", "gamma"]
 
 UNITS: dict[str, str] = {
     "cbf": "ml/100g/min", "cbv": "ml/100g", "cbv_uncorrected": "ml/100g", "mtt_s": "s", "tmax_s": "s",
@@ -112,7 +121,7 @@ def leakage_correct(curves: np.ndarray, reference: np.ndarray, times: np.ndarray
 
 
 def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarray, *,
-                           method: Literal["ssvd", "csvd", "osvd", "parametric"],
+                           method: Method,
                            threshold: float | None, oi_threshold: float, kh_over_rho: float,
                            aif: np.ndarray | None = None, aif_rows: np.ndarray | None = None,
                            aif_exclude: np.ndarray | None = None, n_aif_voxels: int = 5,
@@ -188,7 +197,9 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
     # deconvolution on a uniform grid
     uc, ut, dt = uniform_grid(work, t)
     ua = uniform_grid(aif_curve[None], t)[0][0]
-    svd_method: Method = "osvd" if method == "parametric" else method
+    if method not in METHODS:
+        raise ValueError(f"deconvolution method {method!r} is not one of {METHODS}")
+    svd_method = cast(SvdMethod, "osvd" if method in PARAMETRIC else method)
     solver = SvdDeconvolver(ua, dt, method=svd_method, threshold=threshold, oi_threshold=oi_threshold,
                             dtype=dtype)
     deconv = solver(uc)
@@ -204,14 +215,18 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
         mtt = 60.0 * cbv / cbf
         quality = np.clip(deconv.r2, 0.0, 1.0)
     converged = None
-    if method == "parametric":
-        from .parametric import fit_exponential_residue
+    if method in PARAMETRIC:
+        from .parametric import fit_residue, select_shape
 
         rows = np.flatnonzero(valid)
         with np.errstate(invalid="ignore", divide="ignore"):
             start = np.column_stack([np.maximum(peak[rows], 1e-4),
                                      np.clip(area_ratio[rows] / peak[rows], 0.5, 20), tmax[rows]])
-        pf = fit_exponential_residue(work[rows], aif_curve, t, start)
+        shape, scores = 1, None
+        if method == "gamma":
+            shape, scores = select_shape(work[rows], aif_curve, t, start)
+        pf = fit_residue(work[rows], aif_curve, t, start, shape=shape,
+                         area=area_ratio[rows] if method == "parametric-tied" else None)
         cbf = np.full(n, np.nan)
         cbv = np.full(n, np.nan)
         mtt = np.full(n, np.nan)
@@ -226,7 +241,13 @@ def indicator_dilution_fit(conc: np.ndarray, times: np.ndarray, valid: np.ndarra
             quality[rows] = np.clip(1.0 - pf.sse / sst, 0.0, 1.0)
         quality[rows] = np.where(pf.converged, quality[rows], 0.0)  # 0 = did not converge
         failures["fit did not converge"] = int((~pf.converged).sum())
-        prov.update(residue_model="exponential with arterial delay (parametric, start: oSVD)",
+        residue = "exponential" if shape == 1 else f"gamma (shape {shape})"
+        if method == "gamma":
+            residue += (", shape chosen over the volume among "
+                        + ", ".join(f"{k} (score {v:.3g})" for k, v in (scores or {}).items()))
+        tie = ", flow tied to the area ratio (F = CBV/MTT)" if method == "parametric-tied" else ""
+        prov.update(residue_model=f"{residue} residue with arterial delay{tie} (parametric, start: oSVD)",
+                    residue_shape=shape,
                     iterations_median=float(np.median(pf.iterations)) if rows.size else 0.0)
     prov["converged"] = converged
     bad_flow = valid & ~(cbf > 0)
@@ -265,7 +286,7 @@ class DscModel:
     """DSC-MRI acquisition and analysis settings; :meth:`fit` computes all maps of a volume at once."""
 
     def __init__(self, times_s: np.ndarray, te_s: float, *,
-                 method: Literal["ssvd", "csvd", "osvd", "parametric"] = "osvd",
+                 method: Method = "osvd",
                  threshold: float | None = None, oi_threshold: float = WU_OI_THRESHOLD,
                  hematocrit_large: float = 0.45, hematocrit_small: float = 0.25,
                  density_g_per_ml: float = 1.04, n_aif_voxels: int = 5, aif: np.ndarray | None = None,

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.integrate import trapezoid
 
 from perfnode.perfusion.deconvolution import METHODS, SvdDeconvolver, residue_peak
-from perfnode.perfusion.dsc import uniform_grid
+from perfnode.perfusion.dsc import PARAMETRIC, uniform_grid
 from perfnode.perfusion.pk_models import extended_tofts, patlak, tofts
 from perfnode.web.errors import BadRequest
 
@@ -79,14 +79,14 @@ def fit_curve(body: dict[str, Any]) -> dict[str, Any]:
     if not np.all(np.diff(t) > 0):
         raise BadRequest("times_s must increase")
     method = str(body.get("method") or "osvd")
-    if method not in (*METHODS, "parametric"):
-        raise BadRequest(f"method {method!r}: one of {', '.join((*METHODS, 'parametric'))}")
+    if method not in (*METHODS, *PARAMETRIC):
+        raise BadRequest(f"method {method!r}: one of {', '.join((*METHODS, *PARAMETRIC))}")
     kh = float(body.get("kh_over_rho") or 1.0)
     tissue = np.nan_to_num(tissue)
     uc, ut, dt = uniform_grid(tissue[None], t)
     ua = uniform_grid(aif[None], t)[0][0]
     try:
-        solver = SvdDeconvolver(ua, dt, method="osvd" if method == "parametric" else method, dtype=np.float64)
+        solver = SvdDeconvolver(ua, dt, method="osvd" if method in PARAMETRIC else method, dtype=np.float64)
     except ValueError as exc:
         raise BadRequest(f"AIF: {exc}") from None
     deconv = solver(uc)
@@ -98,8 +98,8 @@ def fit_curve(body: dict[str, Any]) -> dict[str, Any]:
         cbv = kh * 100.0 * float(trapezoid(tissue, t)) / area_aif if area_aif else float("nan")
         mtt = 60.0 * cbv / cbf if cbf else float("nan")
 
-    if method == "parametric":  # the pipeline's DSC/CT fit: exponential residue with delay, oSVD start
-        from perfnode.perfusion.parametric import fit_exponential_residue, predict
+    if method in PARAMETRIC:  # the pipeline's DSC/CT fit: gamma-family residue with delay, oSVD start
+        from perfnode.perfusion.parametric import fit_residue, predict
 
         with np.errstate(invalid="ignore", divide="ignore"):
             start = np.array(
@@ -111,9 +111,11 @@ def fit_curve(body: dict[str, Any]) -> dict[str, Any]:
                     ]
                 ]
             )
-        pf = fit_exponential_residue(tissue[None], aif, t, start)
+        shape = int(body.get("residue_shape") or 1) if method == "gamma" else 1
+        area = np.array([cbv / kh / 100.0]) if method == "parametric-tied" else None
+        pf = fit_residue(tissue[None], aif, t, start, shape=shape, area=area)
         params = np.column_stack([pf.flow, pf.mtt_s, pf.delay_s])
-        fitted = predict(t, aif, params)[0]
+        fitted = predict(t, aif, params, shape)[0]
         ut = t
         cbf = kh * float(pf.flow[0]) * 6000.0
         cbv = kh * 100.0 * float(pf.flow[0] * pf.mtt_s[0])
