@@ -196,7 +196,8 @@ class SeriesHeaders:
     def time_points(self) -> int:
         """How many time points the series has, from whichever attribute says most: Number of Temporal
         Positions, distinct Temporal Position Index / Identifier, distinct frame times at one slice
-        position, or the number of images at one slice position (classic series)."""
+        position, or the number of images at one slice position and flip angle (classic series: the
+        images of a variable-flip-angle set are not time points)."""
         counts = [int(v) for v in self.numbers("NumberOfTemporalPositions")]
         counts.append(len(self.frames("FrameContentSequence", "TemporalPositionIndex")))
         counts.append(len(self.top("TemporalPositionIdentifier")))
@@ -204,7 +205,7 @@ class SeriesHeaders:
         for ds in self.headers:
             if 0x52009230 in ds:
                 continue
-            pos = _hashable(ds.get("ImagePositionPatient"))
+            pos = (_hashable(ds.get("ImagePositionPatient")), _hashable(ds.get("FlipAngle")))
             per_position[pos] = per_position.get(pos, 0) + 1
         if per_position:
             counts.append(max(per_position.values()))
