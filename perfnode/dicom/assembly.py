@@ -296,7 +296,12 @@ def plan(sources: Sequence[Source]) -> Plan:
         if len({repr(v) for v in distinct(vals)}) < 2:
             continue
         if None in vals:
-            raise AssemblyError(f"{_label(k)}: present in some frames only")
+            # an M0 volume inside an ASL series need not carry the label/control volumes' value (e.g. their
+            # post-labelling delay): a placeholder, dropped with the M0 frames below
+            ctx_raw = [str(c).upper() for c in frames.extra.get("asl_context") or []]
+            if not ctx_raw or any(ctx_raw[i] != M0 for i, v in enumerate(vals) if v is None):
+                raise AssemblyError(f"{_label(k)}: present in some frames only")
+            vals = [v if v is not None else -1.0 for v in vals]
         c, v = codes(vals)
         extra_names.append(k[4:] if k.startswith("dim:") else k)
         extra_codes.append(c)

@@ -12,8 +12,10 @@ geometry from a template series, the phantom's pixel values and as many time poi
 Temporal Position Index/Identifier and its Dimension Index Value, frame/acquisition times (the template's
 per-slice offsets kept; GE: Trigger Time), Number of Temporal Positions, SOP Instance and Series UIDs are
 renumbered consistently; Echo Time optionally replaced (DSC vs DCE); ASL Context optionally set per time
-point; ``slices=n`` keeps n adjacent slices of the template (fewer frames, the same per-frame items), so
-tests stay small. ``protocol`` (a phantom module's ``PROTOCOL``: technique, TE, TR, flip angle, contrast
+point, with ``labelling`` (``contrast``: Arterial Spin Labeling Contrast, ``duration_ms``: ASL Pulse Train
+Duration, ``pld_ms``: one post-labelling delay per volume, as Inversion Times, None for an M0 volume);
+``slices=n`` keeps n adjacent slices of the template (fewer frames, the same per-frame items), so tests
+stay small. ``protocol`` (a phantom module's ``PROTOCOL``: technique, TE, TR, flip angle, contrast
 agent) makes the header say what the series is, as the same scanner's perfusion series would: Image/Frame
 Type value 3 (PERFUSION, ASL), Acquisition Contrast, TE/TR/flip angle where the template keeps them
 (top level, shared or per-frame MR Timing), the contrast agent (Enhanced Contrast/Bolus, or (0018,0010)
@@ -231,8 +233,11 @@ def _drop_div(item: Dataset, position: int | None) -> None:
     fc.DimensionIndexValues = div
 
 
-def _header(ds: Dataset, protocol: dict | None, description: str | None, enhanced: bool) -> None:
+def _header(ds: Dataset, protocol: dict | None, description: str | None, enhanced: bool,
+            labelling: dict | None = None) -> None:
     """Top-level attributes that say what the series is (see the module docstring)."""
+    if labelling and labelling.get("contrast"):
+        ds.ArterialSpinLabelingContrast = labelling["contrast"]
     if description:
         ds.SeriesDescription = description
         if "ProtocolName" in ds:
@@ -258,10 +263,28 @@ def _header(ds: Dataset, protocol: dict | None, description: str | None, enhance
         ds.ContrastBolusRoute = "IV"
 
 
-def _set_context(item: Dataset, context: str) -> None:
+def _set_context(item: Dataset, context: str, labelling: dict | None = None) -> None:
     asl = Dataset()
     asl.ASLContext = context
+    if labelling and labelling.get("duration_ms"):
+        slab = Dataset()
+        slab.ASLSlabNumber = 1
+        slab.ASLPulseTrainDuration = int(round(float(labelling["duration_ms"]) * 1000))  # µs
+        asl.ASLSlabSequence = Sequence([slab])
     item.MRArterialSpinLabelingSequence = Sequence([asl])
+
+
+def _set_pld(sh: Dataset, pld_ms: float | None) -> None:
+    """Post-labelling delay of one volume as Inversion Times (0018,9079) of its MR Modifier macro."""
+    if "MRModifierSequence" not in sh:
+        sh.MRModifierSequence = Sequence([Dataset()])
+    mod = sh.MRModifierSequence[0]
+    if pld_ms is None:
+        if "InversionTimes" in mod:
+            del mod.InversionTimes
+        return
+    mod.InversionRecovery = "YES"
+    mod.InversionTimes = [float(pld_ms)]
 
 
 def _frame_content(item: Dataset, k: int, delta_s: float, pointers: list[int]) -> None:
@@ -291,6 +314,7 @@ def write_real_layout(
     flip_deg: list[float] | None = None,
     same_time: bool = False,
     slice_timing: float = 1.0,
+    labelling: dict | None = None,
 ) -> RealLayoutSeries:
     """Write ``signal`` (t, z, y, x) at ``times_s`` in the layout of ``template_files`` (module doc)."""
     files = [str(f) for f in template_files]
@@ -355,7 +379,7 @@ def write_real_layout(
         if flip_deg is not None and "MRTimingAndRelatedParametersSequence" in item:
             _set_timing(item, None, flip_deg[k])
         if asl_context is not None:
-            _set_context(item, asl_context[k])
+            _set_context(item, asl_context[k], labelling)
         return item
 
     def shared(ds: Dataset, k: int | None) -> None:
@@ -366,6 +390,11 @@ def write_real_layout(
         _type3(ds, sh, protocol)
         _drop_other_technique(sh, protocol)
         _set_timing(sh, protocol, None if (flip_deg is None or k is None) else flip_deg[k])
+        if labelling and labelling.get("pld_ms") is not None:
+            if k is None:
+                raise ValueError("post-labelling delays per volume are written into one-instance-per-volume "
+                                 "layouts only")
+            _set_pld(sh, labelling["pld_ms"][k])
 
     if enhanced and len(src) == 1 and len(p.headers) > 1:
         layout = "per-time-point"
@@ -388,7 +417,7 @@ def write_real_layout(
             for j, fi in enumerate(keep.tolist()):
                 px[j] = stored[k, j_of[fi]]
             shared(ds, k)
-            _header(ds, protocol, description, True)
+            _header(ds, protocol, description, True, labelling)
             _common(ds, k, nt, times_s, series_uid, uid("inst", k), slope, icpt, te_ms, same_time)
             _set_pixels(ds, px)
             path = out / f"{k + 1:04d}.dcm"

@@ -126,6 +126,14 @@ def _decide(req: AnalysisRequest, headers: Sequence[Dataset]) -> tuple[technique
     return techniques.get(decision.technique), decision
 
 
+def _incomplete(headers: Sequence[Dataset]) -> list[frames.AssemblyWarning]:
+    """The series' incompleteness warnings (fewer temporal positions than announced), from its headers."""
+    try:
+        return [w for w in frames.plan(list(headers)).warnings if w.code == "incomplete"]
+    except Exception:  # noqa: BLE001 - a series that does not even plan: nothing more to say here
+        return []
+
+
 def fit_series(technique: str, vol: frames.Volume4D, headers: list[Dataset],
                study_files: Sequence[str]) -> FitResult:
     """The ``technique``'s model fitted to one assembled series, with the study's other series at hand
@@ -151,10 +159,19 @@ def run_analysis(req: AnalysisRequest, progress: Callable[[str], None] | None = 
     if not paths:
         raise AnalysisError("no files given")
     headers: list[Dataset] = [dcmread(p, stop_before_pixels=True) for p in paths]
-    technique, decision = _decide(req, headers)
+    try:
+        technique, decision = _decide(req, headers)
+    except NotForAnalysis as exc:  # say too when the series is incomplete: it may be why
+        raise NotForAnalysis(f"{exc}{''.join(f'; incomplete series: {w}' for w in _incomplete(headers))}"
+                             ) from None
     notes = [decision.note] if decision.note else []
     say(f"assembling {len(paths)} file(s)")
-    vol = frames.assemble(paths)
+    try:
+        vol = frames.assemble(paths)
+    except ValueError as exc:
+        raise AnalysisError(f"{exc}{''.join(f'; incomplete series: {w}' for w in _incomplete(headers))}"
+                            ) from None
+    notes += [f"incomplete series: {w}" for w in vol.warnings if w.code == "incomplete"]
     timings["assemble"] = time.perf_counter() - t0
     facts = header_facts(headers)
     say(f"fitting {technique.name}")

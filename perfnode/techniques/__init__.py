@@ -194,7 +194,10 @@ def detect_series(headers: Sequence[Dataset] | SeriesHeaders) -> Decision:
                         stated=True,
                         companion_of=t.name,
                     )
-        extra = f" ({'; '.join(failed)})" if failed else ""
+        from perfnode.techniques.headers import dynamic_mr
+
+        why = [w] if (w := dynamic_mr(s)[1]) and w.startswith("(") else []  # e.g. Image Type value 3 FMRI
+        extra = f" ({'; '.join([*why, *failed])})" if why or failed else ""
         return Decision(None, f"not a perfusion or diffusion series perfnode recognises{extra}")
     stated = any(d.stated for d in found)
     pool = [d for d in found if d.stated == stated]

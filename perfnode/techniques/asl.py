@@ -123,10 +123,13 @@ class AslImages:
     m0: np.ndarray | None  # (z, y, x) mean of the M0 images inside the series
     how: str  # how label and control were told apart
     notes: list[str] = field(default_factory=list)
+    #: the scanner sent control − label differences (``control`` holds them, ``label`` is zero)
+    difference: bool = False
 
 
 def _pld_axis(vol: frames.Volume4D) -> str | None:
-    for name in ("pld_ms", "post_labelling_delay_ms", "inflow_time_ms", "inversion_time_ms"):
+    for name in ("pld_ms", "post_labelling_delay_ms", "inflow_time_ms", "inversion_time_ms",
+                 "trigger_delay_ms"):
         if name in vol.extra_dims:
             return name
     return None
@@ -164,8 +167,19 @@ def asl_images(vol: frames.Volume4D) -> AslImages:
             m0,
             "(0018,9257) ASLContext of each frame",
         )
+    if names == [pld_name] and pld_name is not None:
+        # one image per inflow time and no label/control: the scanner's perfusion-weighted (control − label)
+        # images (Philips multiphase ASL times its readouts with the trigger delay)
+        diff = data.reshape(data.shape[0], -1, *data.shape[-3:])  # (inflow, t, z, y, x)
+        plds = np.asarray(vol.extra_dims[pld_name], dtype=float) / 1000.0
+        attribute = _INFLOW_ATTRIBUTES.get(pld_name, pld_name)
+        how = (f"no label/control axis: scanner-made perfusion-weighted (control − label) images at "
+               f"{plds.size} inflow times {1000 * plds.min():g}–{1000 * plds.max():g} ms ({attribute})")
+        return AslImages(diff, np.zeros_like(diff), plds, None, how, [how], difference=True)
     if names:
-        raise AnalysisError(f"ASL series with axes {names} but no label/control axis")
+        raise AnalysisError(
+            f"ASL series with axes {names} but no label/control axis: (0018,9257) ASLContext or a vendor "
+            "label marker is needed to tell label from control")
     n = data.shape[0]
     if n < 2 or n % 2:
         raise AnalysisError(
@@ -183,6 +197,10 @@ def asl_images(vol: frames.Volume4D) -> AslImages:
         "control − label is positive in tissue)"
     )
     return AslImages(control[None], label[None], None, None, how, [how])
+
+
+_INFLOW_ATTRIBUTES = {"trigger_delay_ms": "(0020,9153) NominalCardiacTriggerDelayTime",
+                      "inversion_time_ms": "(0018,9079) InversionTimes"}
 
 
 def _seconds(value_ms: Any) -> float | None:
@@ -254,13 +272,20 @@ class AslAnalysis(TechniqueModel):
             pairs = np.stack([imgs.control[0], imgs.label[0]], axis=1).reshape(-1, *control.shape[1:])
         self.curves = np.stack([imgs.control, imgs.label], axis=2).reshape(-1, *control.shape[1:])
         mask = foreground(self.curves)
-        if m0 is None:
+        if m0 is None or imgs.difference:
             dm = control - label
-            where = "; ".join(acq.companions.rejected) or "no M0 series in the study"
-            self.notes.append(
-                f"CBF needs an M0 image: none in the series and none usable in the study ({where}); "
-                "the perfusion-weighted ΔM (control − label) map is sent instead"
-            )
+            if m0 is None:
+                where = "; ".join(acq.companions.rejected) or "no M0 series in the study"
+                self.notes.append(
+                    f"CBF needs an M0 image: none in the series and none usable in the study ({where}); "
+                    "the perfusion-weighted ΔM (control − label) map is sent instead"
+                )
+            else:
+                self.notes.append(
+                    "CBF not computed from scanner-made difference images at several inflow times (their "
+                    "multi-phase readout is not modelled); the perfusion-weighted ΔM map is sent instead")
+            if imgs.difference and plds.size > 1:
+                self.notes.append(f"the ΔM map is the mean over the {plds.size} inflow times")
             maps = {"delta_m": np.where(mask, dm.mean(axis=0), np.nan).astype(np.float32)}
             provenance.update(
                 {

@@ -195,6 +195,26 @@ class Technique:
         return dict(by_key[k] for k in self.maps if k in by_key), others
 
 
+def attribute_name(keyword: str) -> str:
+    """``(gggg,eeee) Keyword`` of a standard attribute keyword (the keyword alone when unknown)."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword) if keyword else None
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword}" if tag is not None else keyword
+
+
+def require_time_points(volume: frames.Volume4D, technique: str, minimum: int = 8) -> None:
+    """Refuse, in one line naming the rule and where the times came from, a series too short to
+    deconvolve (a baseline, the bolus and its return need at least ``minimum`` time points)."""
+    n = int(np.asarray(volume.times_s).size)
+    if n >= minimum:
+        return
+    source = attribute_name(volume.time_source.split()[0]) if volume.time_source else "no frame times"
+    raise AnalysisError(
+        f"{technique} needs at least {minimum} time points (baseline, bolus passage and return) to "
+        f"deconvolve; the series has {n} (times from {source})")
+
+
 def slice_timed(volume: frames.Volume4D) -> tuple[np.ndarray, str]:
     """The series' ``(t, z, y, x)`` data on one time axis, and what was done, for the provenance: each
     slice resampled from its own acquisition times (``frame_times_s``) onto the start of each time point

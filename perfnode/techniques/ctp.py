@@ -10,7 +10,14 @@ from __future__ import annotations
 from perfnode.dicom import frames
 from perfnode.perfusion.base import FitResult
 from perfnode.perfusion.mask import describe as describe_mask
-from perfnode.techniques.base import Detection, Technique, TechniqueModel, foreground, slice_timed
+from perfnode.techniques.base import (
+    Detection,
+    Technique,
+    TechniqueModel,
+    foreground,
+    require_time_points,
+    slice_timed,
+)
 from perfnode.techniques.headers import SeriesHeaders, contrast_agent
 
 #: Deconvolution and denoising of the node's CT perfusion jobs (see benchmarks/accuracy.py): model-based
@@ -39,6 +46,7 @@ class CtpAnalysis(TechniqueModel):
     def fit(self, volume: frames.Volume4D) -> FitResult:
         from perfnode.perfusion.ctp import CtpModel
 
+        require_time_points(volume, "CT perfusion")
         data, timing = slice_timed(volume)
         fit = CtpModel(volume.times_s, method=DECONVOLUTION, denoise=DENOISE, vof="auto").fit(
             data, mask=foreground(data, "CT"), time_axis=0)

@@ -16,6 +16,7 @@ from perfnode.techniques.base import (
     Technique,
     TechniqueModel,
     foreground,
+    require_time_points,
     slice_timed,
 )
 from perfnode.techniques.headers import SeriesHeaders, dynamic_mr, echo_time_ms
@@ -69,6 +70,7 @@ class DscAnalysis(TechniqueModel):
         te_ms = self.acq.fact("echo_time_ms")
         if te_ms is None:
             raise AnalysisError("(0018,0081) EchoTime / (0018,9082) EffectiveEchoTime missing: DSC needs TE")
+        require_time_points(volume, "DSC")
         data, timing = slice_timed(volume)
         mask = foreground(data)
         fit = DscModel(volume.times_s, float(te_ms) / 1000.0, method=DECONVOLUTION).fit(

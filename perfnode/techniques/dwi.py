@@ -11,7 +11,7 @@ from perfnode.dicom import frames
 from perfnode.perfusion.base import FitResult
 from perfnode.techniques.base import AnalysisError, Detection, Technique, TechniqueModel
 from perfnode.techniques.headers import SeriesHeaders
-from perfnode.techniques.ivim import trace_images
+from perfnode.techniques.ivim import B_THRESHOLD, trace_images
 
 
 def detect(s: SeriesHeaders) -> Detection | None:
@@ -44,6 +44,10 @@ class AdcAnalysis(TechniqueModel):
                 "distinct b-values"
             )
         self.curves = per_b
+        self.notes.append(
+            f"ADC only: IVIM needs three or more b-values, two or more at or below {B_THRESHOLD:g} s/mm² and "
+            f"two above; the series has b = {', '.join(f'{b:g}' for b in bvals)} s/mm² "
+            "((0018,9087) DiffusionBValue)")
         return ADCModel(bvals).fit(per_b, axis=0)
 
 
