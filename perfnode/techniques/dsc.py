@@ -43,7 +43,9 @@ def to_relative(fit: FitResult, mask) -> None:
         fit.provenance[f"{name}_reference_level_uncalibrated"] = level
     fit.provenance["relative_maps"] = (
         "rCBF, rCBV: CBF and CBV divided by their median over the analysed voxels; not calibrated "
-        f"(k_H/ρ = {fit.provenance.get('kh_over_rho', float('nan')):.4g} assumed, AIF in ΔR2* units)")
+        f"(k_H/ρ = {fit.provenance.get('kh_over_rho', float('nan')):.4g} assumed, AIF in ΔR2* units); no "
+        "venous-output (partial-volume) scaling of the AIF: one scale for the whole AIF cancels in relative "
+        "maps, and a sinus's ΔR2* is not linear in concentration")
 
 #: Echo time (ms) at or above which a dynamic MR perfusion series is taken for DSC (T2*-weighted
 #: GRE-EPI, TE 25–50 ms) rather than DCE (T1-weighted SPGR, TE of a few ms).

@@ -53,12 +53,12 @@ def test_core_and_penumbra_right_when_the_gate_passes():
     assert "tied" in fit.provenance["residue_model"]
 
 
-@pytest.mark.parametrize("snr", [20, 50])
+@pytest.mark.parametrize("snr", [10, 20, 30, 50])  # the noise sweep below SNR 100
 def test_at_clinical_noise_the_gate_holds_the_maps(snr):
-    fit, truth, gate = _fit(snr)  # CNR after denoising 5.3 (SNR 20), 13 (SNR 50)
+    fit, truth, gate = _fit(snr)  # CNR after denoising ≈ 3, 5.3, 7.7, 13
     assert not gate.passed and any("contrast-to-noise" in r for r in gate.reasons)
-    # denoising still helps: the core no longer comes out twice too high
-    assert np.nanmedian(fit.cbf[_roi(truth, common.LESION)]) < 1.6 * 10.0  # measured +50 %, +9 %
+    if snr >= 20:  # denoising still helps: the core no longer comes out twice too high
+        assert np.nanmedian(fit.cbf[_roi(truth, common.LESION)]) < 1.6 * 10.0  # measured +50, +22, +9 %
 
 
 def test_without_denoising_the_core_is_overestimated_twofold_and_held():
