@@ -1,0 +1,66 @@
+"""Issue 13, over the network: DSC on the Siemens XA30 layout (one Enhanced MR instance per time point) and
+DCE with its variable-flip-angle T1 series on the GE classic layout (one image per slice and time point),
+sent with DCMTK ``storescu`` to ``perfnode serve``; the maps arrive at a DCMTK ``storescp`` within the
+synthetic phantoms' tolerances, and pass dciodvfy."""
+
+from __future__ import annotations
+
+import time
+
+import highdicom as hd
+import pytest
+from pydicom import dcmread
+
+from perfnode.dicom.parametric_map import map_values
+from perfnode.dicom.provenance import read_provenance
+from tests.dicom.test_parametric_map import dciodvfy_errors
+from tests.pipeline.test_pipeline_end_to_end import StoreSCP, config, jobs_json, send_series, wait_for
+from tests.real_layout_studies import check_dce, check_dsc, dce_study, dsc_study
+
+pytestmark = pytest.mark.slow
+
+DSC_MAPS = {"rcbf", "rcbv", "mtt", "tmax", "ttp", "bat", "quality"}
+DCE_MAPS = {"ktrans", "kep", "ve", "vp", "quality"}
+
+
+def test_real_layout_dsc_and_dce_through_the_node(tmp_path, node_factory):
+    dsc = dsc_study("siemens_xa30_bold_enh", tmp_path / "xa30")
+    dce = dce_study("ge_epi_multiphase_classic", tmp_path / "ge")
+    scp = StoreSCP(tmp_path / "received").start()
+    try:
+        node = node_factory(["--config", str(config(tmp_path, scp))])
+        send_series(dsc.series, node.port)
+        send_series(dce.folders[1], node.port)  # the T1 series first: the DCE job finds it in the study
+        send_series(dce.series, node.port)
+
+        def finished() -> bool:
+            jobs = [j for j in jobs_json(node) if j["analysis"] in ("dsc", "dce")]
+            return len(jobs) == 2 and all(j["state"] in ("done", "held", "failed") for j in jobs)
+
+        wait_for(finished, 600, "the DSC and DCE jobs")
+        wait_for(lambda: len(scp.files()) >= len(DSC_MAPS) + len(DCE_MAPS), 120, "the maps at storescp")
+        time.sleep(1)
+        received = [dcmread(p) for p in scp.files()]
+    finally:
+        scp.stop()
+    jobs = {j["series_instance_uid"]: j for j in jobs_json(node)}
+    assert jobs[dsc.series_uid]["state"] == "done" and jobs[dce.series_uid]["state"] == "done", jobs
+    by_study: dict[str, dict] = {}
+    for ds in received:
+        quantity, values = map_values(ds)
+        by_study.setdefault(str(ds.StudyInstanceUID), {})[quantity.key] = values
+    first = {name: dcmread(next(s.series.iterdir()), stop_before_pixels=True) for name, s in
+             (("dsc", dsc), ("dce", dce))}
+    dsc_maps, dce_maps = (by_study[str(first[k].StudyInstanceUID)] for k in ("dsc", "dce"))
+    assert set(dsc_maps) == DSC_MAPS and set(dce_maps) == DCE_MAPS
+    check_dsc(dsc_maps, dsc.truth)
+    check_dce(dce_maps, dce.truth)
+    for ds in received:
+        src = first["dsc" if ds.StudyInstanceUID == first["dsc"].StudyInstanceUID else "dce"]
+        assert ds.FrameOfReferenceUID == src.FrameOfReferenceUID
+        hd.pm.ParametricMap.from_dataset(ds)
+    dce_study_uid = first["dce"].StudyInstanceUID
+    dce_prov = read_provenance(next(ds for ds in received if ds.StudyInstanceUID == dce_study_uid))
+    assert dce_prov["t10_source"].startswith("VFA T1 map of series")
+    for path in scp.files():
+        assert dciodvfy_errors(path) == [], path
