@@ -26,6 +26,7 @@ SVD solution; it iterates to a tolerance and flags per voxel whether it converge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,16 @@ def predict(times: np.ndarray, aif: np.ndarray, p: np.ndarray, shape: int = 1) -
     return curves
 
 
+def _difference_columns(model: Callable[[np.ndarray, np.ndarray], np.ndarray], p: np.ndarray,
+                        idx: np.ndarray, f: np.ndarray, j: np.ndarray, columns: tuple[int, ...]) -> None:
+    """Fill Jacobian columns ``columns`` of ``j`` by forward differences of ``model`` at ``p`` (``f``)."""
+    for k in columns:
+        h = 1e-4 * np.abs(p[:, k]) + 1e-4
+        q = p.copy()
+        q[:, k] += h
+        j[:, :, k] = (model(q, idx) - f) / h[:, None]
+
+
 def fit_exponential_residue(curves: np.ndarray, aif: np.ndarray, times: np.ndarray, start: np.ndarray, *,
                             area: np.ndarray | None = None, max_iter: int = 200, chunk: int = 8192,
                             workers: int | None = None) -> ParametricFit:
@@ -139,11 +150,7 @@ def fit_residue(curves: np.ndarray, aif: np.ndarray, times: np.ndarray, start: n
 
             def jac(p: np.ndarray, idx: np.ndarray, f: np.ndarray) -> np.ndarray:
                 j = np.empty((*f.shape, 2))
-                for k in (0, 1):
-                    h = 1e-4 * np.abs(p[:, k]) + 1e-4
-                    q = p.copy()
-                    q[:, k] += h
-                    j[:, :, k] = (model(q, idx) - f) / h[:, None]
+                _difference_columns(model, p, idx, f, j, (0, 1))
                 return j
 
             res = levenberg_marquardt(model, y[sl], p0[sl, 1:], LOWER[1:], UPPER[1:], jac,
@@ -162,11 +169,7 @@ def fit_residue(curves: np.ndarray, aif: np.ndarray, times: np.ndarray, start: n
                 safe = p[:, 0] > 1e-9
                 j[:, :, 0] = np.where(safe[:, None], f / np.where(safe, p[:, 0], 1.0)[:, None],
                                       unit(p) if not safe.all() else 0.0)
-                for k in (1, 2):
-                    h = 1e-4 * np.abs(p[:, k]) + 1e-4
-                    q = p.copy()
-                    q[:, k] += h
-                    j[:, :, k] = (model(q, idx) - f) / h[:, None]
+                _difference_columns(model, p, idx, f, j, (1, 2))
                 return j
 
             res = levenberg_marquardt(model, y[sl], p0[sl], LOWER, UPPER, jac, max_iter=max_iter,
