@@ -1,7 +1,7 @@
-"""Issue 13, over the network: DSC on the Siemens XA30 layout (one Enhanced MR instance per time point) and
-DCE with its variable-flip-angle T1 series on the GE classic layout (one image per slice and time point),
-sent with DCMTK ``storescu`` to ``perfnode serve``; the maps arrive at a DCMTK ``storescp`` within the
-synthetic phantoms' tolerances, and pass dciodvfy."""
+"""Issue 13, over the network: on every real layout (multi-frame and classic) a DSC series and a DCE series
+with its variable-flip-angle T1 series, sent with DCMTK ``storescu`` to ``perfnode serve``; the maps
+arrive at a DCMTK ``storescp`` within the synthetic phantoms' tolerances, and pass dciodvfy. Each node
+gets the DSC of one layout and the DCE of the next, so every layout goes through both jobs."""
 
 from __future__ import annotations
 
@@ -15,17 +15,26 @@ from perfnode.dicom.parametric_map import map_values
 from perfnode.dicom.provenance import read_provenance
 from tests.dicom.test_parametric_map import dciodvfy_errors
 from tests.pipeline.test_pipeline_end_to_end import StoreSCP, config, jobs_json, send_series, wait_for
-from tests.real_layout_studies import check_dce, check_dsc, dce_study, dsc_study
+from tests.real_layout_studies import CLASSIC, MULTI_FRAME, check_dce, check_dsc, dce_study, dsc_study
 
 pytestmark = pytest.mark.slow
 
 DSC_MAPS = {"rcbf", "rcbv", "mtt", "tmax", "ttp", "bat", "quality"}
 DCE_MAPS = {"ktrans", "kep", "ve", "vp", "quality"}
+#: in an order where neighbours come from different real studies (the two Philips series share one, and
+#: the test tells the DSC maps from the DCE maps by their study)
+LAYOUTS = ["siemens_xa30_bold_enh", "siemens_xa10_bold_enh", "siemens_xa60_dwi_enh",
+           "philips_asl_3dpcasl_enh",
+           "canon_dwi_enh", "philips_asl_multiphase_pwi_enh", "ge_epi_multiphase_classic"]
+assert sorted(LAYOUTS) == sorted([*MULTI_FRAME, *CLASSIC])
+#: (DSC layout, DCE layout): each layout once as DSC and once as DCE
+PAIRS = [(LAYOUTS[i], LAYOUTS[i - 1]) for i in range(len(LAYOUTS))]
 
 
-def test_real_layout_dsc_and_dce_through_the_node(tmp_path, node_factory):
-    dsc = dsc_study("siemens_xa30_bold_enh", tmp_path / "xa30")
-    dce = dce_study("ge_epi_multiphase_classic", tmp_path / "ge")
+@pytest.mark.parametrize(("dsc_layout", "dce_layout"), PAIRS)
+def test_real_layout_dsc_and_dce_through_the_node(dsc_layout, dce_layout, tmp_path, node_factory):
+    dsc = dsc_study(dsc_layout, tmp_path / "dsc")
+    dce = dce_study(dce_layout, tmp_path / "dce")
     scp = StoreSCP(tmp_path / "received").start()
     try:
         node = node_factory(["--config", str(config(tmp_path, scp))])
